@@ -1,0 +1,8 @@
+"""The asyncio runtime: ``serve()``, ``connect()`` and ``Connection``."""
+
+from .client import connect
+from .connection import Connection, Received
+from .loop import new_event_loop, run
+from .server import Handler, Server, serve
+
+__all__ = ["Connection", "Handler", "Received", "Server", "connect", "new_event_loop", "run", "serve"]

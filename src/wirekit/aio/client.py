@@ -1,0 +1,105 @@
+"""``connect()``: open a framed connection and complete the hello."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl as ssl_module
+from collections.abc import Generator, Iterable
+from typing import Any
+
+from ..addr import Address, parse_address
+from ..errors import ConnectionClosed, ErrorCode
+from ..limits import DEFAULT_LIMITS, Limits
+from ..neterrors import connect_error
+from ..proto import FrameConnection, Message, MessageCodec, Role
+from .connection import Connection
+
+__all__ = ["connect"]
+
+
+class _Connecting:
+    """Awaitable and async context manager returned by :func:`connect`."""
+
+    def __init__(self, coro_args: dict[str, Any]) -> None:
+        self._args = coro_args
+        self._conn: Connection | None = None
+
+    def __await__(self) -> Generator[Any, None, Connection]:
+        return _open(**self._args).__await__()
+
+    async def __aenter__(self) -> Connection:
+        self._conn = await _open(**self._args)
+        return self._conn
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+
+
+def connect(
+    addr: str | Address,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    ssl: ssl_module.SSLContext | None = None,
+    server_hostname: str | None = None,
+    timeout: float | None = None,
+    message_types: Iterable[type[Message]] = (),
+) -> _Connecting:
+    """Connect to a wirekit server: ``conn = await connect("127.0.0.1:7000")``
+    or ``async with connect(...) as conn``.
+
+    ``timeout`` bounds connecting plus the hello (default: the limits'
+    handshake timeout). ``tls://`` addresses use ``ssl`` or a default
+    verifying context.
+    """
+    address = addr if isinstance(addr, Address) else parse_address(addr)
+    return _Connecting(
+        dict(
+            address=address,
+            limits=limits,
+            ssl=ssl,
+            server_hostname=server_hostname,
+            timeout=timeout if timeout is not None else limits.handshake_timeout,
+            message_types=tuple(message_types),
+        )
+    )
+
+
+async def _open(
+    address: Address,
+    limits: Limits,
+    ssl: ssl_module.SSLContext | None,
+    server_hostname: str | None,
+    timeout: float,
+    message_types: tuple[type[Message], ...],
+) -> Connection:
+    loop = asyncio.get_running_loop()
+    if address.scheme == "tls" and ssl is None:
+        ssl = ssl_module.create_default_context()
+    if address.scheme == "udp":
+        raise ConnectionClosed(ErrorCode.PROTOCOL_ERROR, "framed connections need tcp, tls or unix")
+    codec = MessageCodec(message_types)
+
+    def factory() -> Connection:
+        proto = FrameConnection(Role.CLIENT, max_frame_size=limits.max_frame_size, codec=codec)
+        return Connection(Role.CLIENT, limits, proto=proto)
+
+    try:
+        async with asyncio.timeout(timeout):
+            if address.is_unix:
+                _, conn = await loop.create_unix_connection(factory, address.path, ssl=ssl,
+                                                            server_hostname=server_hostname)
+            else:
+                _, conn = await loop.create_connection(
+                    factory,
+                    address.host,
+                    address.port,
+                    ssl=ssl,
+                    server_hostname=(server_hostname or address.host) if ssl else None,
+                )
+            await conn.wait_handshake()
+    except TimeoutError:
+        raise connect_error(address, TimeoutError(f"no answer within {timeout:g} s")) from None
+    except OSError as exc:
+        raise connect_error(address, exc) from None
+    return conn

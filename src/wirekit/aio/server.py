@@ -1,0 +1,294 @@
+"""``serve()``: a framed server that runs one handler task per connection.
+
+Limits enforced here (see :class:`~wirekit.limits.Limits`): total connections,
+connections per IP, the hello timeout and the idle timeout. Timeouts are
+checked by one sweeper task per server rather than a timer per connection,
+which keeps an idle connection small.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import ssl as ssl_module
+import stat
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from ..addr import Address, parse_address
+from ..errors import ConnectionClosed, ErrorCode, ListenError, RemoteProtocolError
+from ..limits import DEFAULT_LIMITS, Limits
+from ..neterrors import bind_error
+from ..proto import FrameConnection, Message, MessageCodec, Role, State
+from .connection import Connection
+
+__all__ = ["Handler", "Server", "prepare_unix_path", "serve"]
+
+log = logging.getLogger("wirekit.server")
+
+Handler = Callable[[Connection], Awaitable[None]]
+
+
+class Server:
+    """A running framed server; use ``async with serve(...) as server``."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        address: Address,
+        *,
+        limits: Limits = DEFAULT_LIMITS,
+        ssl: ssl_module.SSLContext | None = None,
+        message_types: Iterable[type[Message]] = (),
+    ) -> None:
+        if address.scheme == "udp":
+            raise ListenError(f"cannot serve framed connections on {address}: udp is not a stream")
+        if address.scheme == "tls" and ssl is None:
+            raise ListenError(f"{address} needs an ssl.SSLContext (ssl=...)")
+        self.handler = handler
+        self.requested = address
+        self.address = address
+        self.limits = limits
+        self._ssl = ssl
+        self._codec = MessageCodec(message_types)
+        self._server: asyncio.AbstractServer | None = None
+        self._connections: set[Connection] = set()
+        self._per_ip: dict[str, int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+        self._closing = False
+        self.total_accepted = 0
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        addr = self.requested
+        try:
+            if addr.is_unix:
+                prepare_unix_path(addr.path)
+                self._server = await loop.create_unix_server(
+                    self._make_connection, addr.path, ssl=self._ssl, backlog=4096
+                )
+            else:
+                self._server = await loop.create_server(
+                    self._make_connection,
+                    addr.host,
+                    addr.port,
+                    ssl=self._ssl,
+                    reuse_address=True,
+                    backlog=4096,
+                )
+        except OSError as exc:
+            raise bind_error(addr, exc) from None
+        if not addr.is_unix:
+            sockname = self._server.sockets[0].getsockname()
+            self.address = addr.with_port(sockname[1])
+        self._sweeper = loop.create_task(self._sweep())
+
+    async def __aenter__(self) -> Server:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.shutdown()
+
+    async def serve_forever(self) -> None:
+        assert self._server is not None, "start() the server first"
+        await self._server.serve_forever()
+
+    @property
+    def connections(self) -> int:
+        return len(self._connections)
+
+    async def shutdown(self, grace: float | None = None) -> None:
+        """Stop accepting, let handlers finish up to ``grace`` seconds, then close."""
+        if self._closing:
+            return
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
+        grace = self.limits.shutdown_grace if grace is None else grace
+        if self._tasks:
+            _done, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
+        for conn in list(self._connections):
+            conn.abort(ErrorCode.GOING_AWAY, "server shutting down")
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+        if self.requested.is_unix:
+            _unlink_socket(self.requested.path)
+
+    # -- per connection ----------------------------------------------------
+
+    def _make_connection(self) -> Connection:
+        proto = FrameConnection(
+            Role.SERVER, max_frame_size=self.limits.max_frame_size, codec=self._codec
+        )
+        conn = _ServerConnection(self, proto)
+        return conn
+
+    def _admit(self, conn: Connection) -> bool:
+        """Apply the connection limits; returns False after refusing ``conn``."""
+        self.total_accepted += 1
+        limits = self.limits
+        ip = _peer_ip(conn.peer)
+        if self._closing:
+            conn.abort(ErrorCode.GOING_AWAY, "server shutting down")
+            return False
+        if len(self._connections) >= limits.max_connections:
+            log.warning("refused %s: %d connections open (limit)", ip, len(self._connections))
+            conn.abort(
+                ErrorCode.TOO_MANY_CONNECTIONS,
+                f"server holds {limits.max_connections} connections, its limit",
+            )
+            return False
+        count = self._per_ip.get(ip, 0)
+        if count >= limits.max_connections_per_ip:
+            log.warning("refused %s: %d connections from this address (limit)", ip, count)
+            conn.abort(
+                ErrorCode.TOO_MANY_CONNECTIONS,
+                f"{count} connections from {ip} reach the limit of "
+                f"{limits.max_connections_per_ip} per address",
+            )
+            return False
+        self._per_ip[ip] = count + 1
+        self._connections.add(conn)
+        return True
+
+    def _start_handler(self, conn: Connection) -> None:
+        task = asyncio.get_running_loop().create_task(self.handler(conn))
+        self._tasks.add(task)
+        task.add_done_callback(lambda t: self._handler_done(conn, t))
+
+    def _handler_done(self, conn: Connection, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        exc = None if task.cancelled() else task.exception()
+        if exc is None or isinstance(exc, ConnectionClosed | RemoteProtocolError):
+            if not conn.closed:
+                close = asyncio.get_running_loop().create_task(conn.close())
+                self._tasks.add(close)
+                close.add_done_callback(self._tasks.discard)
+            return
+        log.error("handler failed for %s: %r", conn.peer, exc, exc_info=exc)
+        conn.abort(ErrorCode.INTERNAL_ERROR, "internal server error")
+
+    def _forget(self, conn: Connection) -> None:
+        if conn in self._connections:
+            self._connections.discard(conn)
+            ip = _peer_ip(conn.peer)
+            left = self._per_ip.get(ip, 1) - 1
+            if left:
+                self._per_ip[ip] = left
+            else:
+                self._per_ip.pop(ip, None)
+
+    async def _sweep(self) -> None:
+        """Close connections past the hello or idle timeout (Limits)."""
+        limits = self.limits
+        timeouts = [t for t in (limits.handshake_timeout, limits.idle_timeout) if t > 0]
+        if not timeouts:
+            return
+        interval = min(1.0, max(0.02, min(timeouts) / 5))
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(interval)
+            now = loop.time()
+            for conn in list(self._connections):
+                state = conn.proto.state
+                if state is State.HELLO:
+                    if limits.handshake_timeout and now - conn.opened_at > limits.handshake_timeout:
+                        log.info("closing %s: no hello within %gs", conn.peer, limits.handshake_timeout)
+                        conn.abort(
+                            ErrorCode.HANDSHAKE_TIMEOUT,
+                            f"no hello within {limits.handshake_timeout:g} s",
+                        )
+                elif (
+                    limits.idle_timeout
+                    and now - conn.last_activity > limits.idle_timeout
+                    and state is State.OPEN
+                ):
+                    log.info("closing %s: idle for %gs", conn.peer, limits.idle_timeout)
+                    conn.abort(ErrorCode.IDLE_TIMEOUT, f"idle for {limits.idle_timeout:g} s")
+
+
+class _ServerConnection(Connection):
+    """A Connection that reports to its Server: admission, handler start, exit."""
+
+    __slots__ = ("_server",)
+
+    def __init__(self, server: Server, proto: FrameConnection) -> None:
+        super().__init__(Role.SERVER, server.limits, proto=proto, on_close=server._forget)
+        self._server = server
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._server._admit(self)
+
+    def data_received(self, data: bytes) -> None:
+        opening = self.proto.state is State.HELLO
+        super().data_received(data)
+        if opening and self.proto.state is State.OPEN and self in self._server._connections:
+            self._server._start_handler(self)
+
+
+def _peer_ip(peer: Any) -> str:
+    if isinstance(peer, tuple) and peer:
+        return str(peer[0])
+    return "unix"
+
+
+def prepare_unix_path(path: str) -> None:
+    """Remove a stale socket file left by a dead server; refuse a live one."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise ListenError(f"cannot bind unix socket {path}: a non-socket file is in the way")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        _unlink_socket(path)
+    except OSError:
+        pass
+    else:
+        raise ListenError(f"unix socket {path} is already in use (another server is listening)")
+    finally:
+        probe.close()
+
+
+def _unlink_socket(path: str) -> None:
+    try:
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+def serve(
+    handler: Handler,
+    addr: str | Address,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    ssl: ssl_module.SSLContext | None = None,
+    message_types: Iterable[type[Message]] = (),
+) -> Server:
+    """Create a framed server; ``async with serve(handler, ":0") as server:``.
+
+    ``handler(conn)`` runs once per connection after the hello; when it
+    returns the connection is closed cleanly. ``server.address`` is the
+    bound address (port 0 picks a free port).
+    """
+    address = addr if isinstance(addr, Address) else parse_address(addr, default_port=None)
+    return Server(handler, address, limits=limits, ssl=ssl, message_types=message_types)

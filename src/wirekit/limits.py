@@ -1,0 +1,59 @@
+"""Every peer-controlled size and time, named, with a documented default.
+
+docs/limits.md lists the same table; a test exercises each limit at the
+limit and one past it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+__all__ = ["DEFAULT_LIMITS", "Limits"]
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds applied to every connection a wirekit server or client handles."""
+
+    #: Largest frame payload accepted or sent, in bytes (protocol.md §4).
+    max_frame_size: int = 1 * MiB
+    #: Connections a server holds at once; the next one is refused with an error.
+    max_connections: int = 10_000
+    #: Connections one client IP address may hold at once.
+    max_connections_per_ip: int = 1_024
+    #: Seconds a new connection has to complete the hello.
+    handshake_timeout: float = 10.0
+    #: Seconds a connection may stay silent before the server closes it (0 = never).
+    idle_timeout: float = 300.0
+    #: Bytes queued for sending before ``send()`` waits and reading pauses.
+    write_high_water: int = 1 * MiB
+    #: Bytes received but not yet consumed by the application before reading pauses.
+    read_high_water: int = 4 * MiB
+    #: Longest line accepted by line-oriented services (echo --stamp, netcat tools).
+    max_line_length: int = 64 * KiB
+    #: Largest UDP datagram a service accepts; larger ones get an error reply.
+    max_datagram_size: int = 8 * KiB
+    #: Seconds connections get to finish on shutdown before they are closed.
+    shutdown_grace: float = 5.0
+
+    def replace(self, **changes: float) -> Limits:
+        """Return a copy with some limits changed."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if value < 0:
+                raise ValueError(f"limit {field.name} must not be negative, got {value}")
+        if not 0 < self.max_frame_size < 2**32:
+            raise ValueError(
+                f"limit max_frame_size must be between 1 and {2**32 - 1}, "
+                f"got {self.max_frame_size}"
+            )
+
+
+DEFAULT_LIMITS = Limits()

@@ -1,0 +1,508 @@
+"""The sans-I/O frame connection: bytes in, events and bytes-to-send out.
+
+:class:`FrameConnection` owns no socket and never blocks. The I/O layers
+(``wirekit.aio``, ``wirekit.sync``) feed it what they read with
+:meth:`~FrameConnection.receive_data` and write what
+:meth:`~FrameConnection.data_to_send` returns.
+
+Bad peer input never raises out of it: the connection records a
+:class:`~wirekit.errors.RemoteProtocolError` in ``error``, queues an ERROR
+frame (or, for a peer that is not speaking wirekit at all, one readable text
+line) and moves to ``State.FAILED``; the failure is sticky.
+
+For speed, DATA frames on channel 0 are returned as plain ``bytes`` objects
+in the event list; every other event is one of the small classes below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Final
+
+from ..errors import (
+    BadHello,
+    ConnectionClosed,
+    ErrorCode,
+    FrameTooLarge,
+    LocalProtocolError,
+    RemoteProtocolError,
+)
+from ..limits import DEFAULT_LIMITS
+from .frames import (
+    HEAD,
+    HEAD_SIZE,
+    HELLO,
+    HELLO_SIZE,
+    MAGIC,
+    MAX_CHANNEL,
+    VERSION,
+    WINDOW,
+    FrameType,
+    data_head,
+    decode_code_reason,
+    encode_close,
+    encode_error,
+    encode_frame,
+    encode_hello,
+    make_word,
+)
+from .messages import Message, MessageCodec, Ping, Pong
+
+__all__ = [
+    "ChannelEOF",
+    "CloseReceived",
+    "DataReceived",
+    "ErrorReceived",
+    "Event",
+    "FrameConnection",
+    "HelloReceived",
+    "MessageReceived",
+    "ProtocolViolation",
+    "Role",
+    "State",
+    "WindowUpdate",
+]
+
+
+class Role(Enum):
+    CLIENT = "client"
+    SERVER = "server"
+
+
+class State(Enum):
+    HELLO = "hello"  # waiting for the peer's hello
+    OPEN = "open"  # frames flow both ways
+    CLOSING = "closing"  # we sent CLOSE; reading until the peer's CLOSE
+    CLOSED = "closed"  # a CLOSE frame was sent or received
+    FAILED = "failed"  # a protocol error ended the connection
+
+
+@dataclass(frozen=True, slots=True)
+class HelloReceived:
+    version: int
+    max_frame_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class DataReceived:
+    """DATA on a channel other than 0 (channel 0 data arrives as ``bytes``)."""
+
+    channel: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived:
+    channel: int
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelEOF:
+    channel: int
+
+
+@dataclass(frozen=True, slots=True)
+class WindowUpdate:
+    channel: int
+    increment: int
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorReceived:
+    """The peer reported an error; it closes the connection next."""
+
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CloseReceived:
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolViolation:
+    """We detected a peer error; the error frame is queued in data_to_send()."""
+
+    error: RemoteProtocolError
+
+
+Event = (
+    bytes
+    | HelloReceived
+    | DataReceived
+    | MessageReceived
+    | ChannelEOF
+    | WindowUpdate
+    | ErrorReceived
+    | CloseReceived
+    | ProtocolViolation
+)
+
+NOT_WIREKIT_LINE: Final = (
+    b"wirekit: this port speaks the wirekit frame protocol; "
+    b"use 'wirekit' or the wirekit library to talk to it\r\n"
+)
+_HTTP_METHODS: Final = (b"GET ", b"HEAD ", b"POST ", b"PUT ", b"DELETE ", b"OPTIONS ",
+                        b"PATCH ", b"CONNECT ", b"TRACE ", b"PRI ")
+_HTTP_REPLY: Final = (
+    b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+    b"Content-Length: %d\r\n\r\n" % len(NOT_WIREKIT_LINE)
+) + NOT_WIREKIT_LINE
+_DATA: Final = int(FrameType.DATA)
+_MAX_TYPE: Final = max(FrameType)
+
+
+class FrameConnection:
+    """One side of a wirekit connection, without I/O.
+
+    A client queues its hello at construction; a server answers with its own
+    hello once the client's has arrived (protocol.md §2), so a person who
+    types into a wirekit port sees only a readable error line.
+    """
+
+    __slots__ = (
+        "_buf",
+        "_codec",
+        "_eof_channels",
+        "_max",
+        "_need",
+        "_out",
+        "close_code",
+        "close_reason",
+        "controls",
+        "error",
+        "peer_max_frame_size",
+        "role",
+        "state",
+    )
+
+    def __init__(
+        self,
+        role: Role,
+        *,
+        max_frame_size: int = DEFAULT_LIMITS.max_frame_size,
+        codec: MessageCodec | None = None,
+    ) -> None:
+        self.role = role
+        self.state = State.HELLO
+        self._max = max_frame_size
+        self._codec = codec if codec is not None else _DEFAULT_CODEC
+        self._buf = bytearray()  # unparsed input (a partial hello or frame)
+        self._need = 0  # bytes _buf must hold before parsing again (no rescans)
+        self._out = bytearray()
+        self._eof_channels: set[int] = set()
+        self.peer_max_frame_size: int | None = None
+        self.error: RemoteProtocolError | None = None
+        self.close_code: int | None = None
+        self.close_reason = ""
+        #: Count of events other than channel-0 data produced so far; the I/O
+        #: layer compares it before and after receive_data() to skip scanning.
+        self.controls = 0
+        if role is Role.CLIENT:
+            self._out += encode_hello(max_frame_size)
+
+    # -- output ------------------------------------------------------------
+
+    def data_to_send(self) -> bytes:
+        """Return and clear the bytes queued for the peer."""
+        out = bytes(self._out)
+        self._out.clear()
+        return out
+
+    def _check_send(self, size: int) -> None:
+        if self.state is not State.OPEN:
+            self._check_state()
+        limit = self.peer_max_frame_size or self._max
+        if size > limit:
+            raise LocalProtocolError(f"frame of {size} bytes exceeds limit of {limit} bytes")
+
+    def send_data(self, data: bytes, channel: int = 0) -> None:
+        self._check_send(len(data))
+        if channel:
+            self._check_channel(channel)
+            self._out += HEAD.pack(len(data), make_word(_DATA, channel))
+        else:
+            self._out += data_head(len(data))
+        self._out += data
+
+    def _check_state(self) -> None:
+        if self.state is State.HELLO:
+            if self.role is Role.SERVER:
+                raise LocalProtocolError("cannot send before the client's hello has arrived")
+            return  # a client may pipeline frames behind its hello (protocol.md §2)
+        raise ConnectionClosed(
+            self.close_code if self.close_code is not None else ErrorCode.NORMAL,
+            self.close_reason,
+        )
+
+    def data_head(self, length: int, channel: int = 0) -> bytes:
+        """Check and return the head of a DATA frame whose payload the caller
+        writes itself, right after this head (large payloads, no copy)."""
+        self._check_send(length)
+        if channel:
+            self._check_channel(channel)
+            return HEAD.pack(length, make_word(_DATA, channel))
+        if self._out:
+            raise LocalProtocolError("flush data_to_send() before writing a frame directly")
+        return data_head(length)
+
+    def send_many(self, payloads: Iterable[bytes]) -> None:
+        """Queue one channel-0 DATA frame per payload (the batch fast path)."""
+        if self.state is not State.OPEN:
+            self._check_state()
+        limit = self.peer_max_frame_size or self._max
+        out = self._out
+        for data in payloads:
+            n = len(data)
+            if n > limit:
+                raise LocalProtocolError(f"frame of {n} bytes exceeds limit of {limit} bytes")
+            out += data_head(n) if n < 1024 else HEAD.pack(n, 0)
+            out += data
+
+    def send_message(self, message: Message, channel: int = 0) -> None:
+        payload = self._codec.encode(message)
+        self._check_send(len(payload))
+        self._check_channel(channel)
+        self._out += encode_frame(FrameType.MESSAGE, payload, channel)
+
+    def send_eof(self, channel: int = 0) -> None:
+        self._check_send(0)
+        self._check_channel(channel)
+        self._out += encode_frame(FrameType.EOF, b"", channel)
+
+    def send_window(self, channel: int, increment: int) -> None:
+        self._check_send(4)
+        self._check_channel(channel)
+        if not 0 < increment < 2**32:
+            raise LocalProtocolError(f"window increment {increment} is out of range 1-{2**32 - 1}")
+        self._out += encode_frame(FrameType.WINDOW, WINDOW.pack(increment), channel)
+
+    def send_close(self, code: int = ErrorCode.NORMAL, reason: str = "") -> None:
+        """Queue a CLOSE frame; nothing may be sent after it."""
+        if self.state is not State.OPEN and self.state is not State.HELLO:
+            return
+        if self.state is State.HELLO and self.role is Role.SERVER:
+            self._out += encode_hello(self._max)
+        self._out += encode_close(code, reason)
+        self.state = State.CLOSING
+        self.close_code, self.close_reason = code, reason
+
+    def send_error(self, code: int, reason: str) -> None:
+        """Queue an ERROR frame and fail the connection (e.g. on a timeout)."""
+        if self.state is not State.OPEN and self.state is not State.HELLO:
+            return
+        if self.state is State.HELLO and self.role is Role.SERVER:
+            self._out += encode_hello(self._max)
+        self._out += encode_error(code, reason)
+        self.state = State.FAILED
+        self.close_code, self.close_reason = code, reason
+
+    def handshake_timeout(self, reason: str) -> None:
+        """The peer sent no complete hello in time: tell it in a text line (it is
+        most likely not a wirekit client) and fail."""
+        if self.state is not State.HELLO:
+            return
+        if self.role is Role.SERVER:
+            self._out += b"wirekit: " + reason.encode("utf-8", "replace") + b"; closing\r\n"
+        self.state = State.FAILED
+        self.close_code, self.close_reason = ErrorCode.HANDSHAKE_TIMEOUT, reason
+        self.error = BadHello(reason, ErrorCode.HANDSHAKE_TIMEOUT)
+
+    @staticmethod
+    def _check_channel(channel: int) -> None:
+        if not 0 <= channel <= MAX_CHANNEL:
+            raise LocalProtocolError(f"channel {channel} is out of range 0-{MAX_CHANNEL}")
+
+    # -- input -------------------------------------------------------------
+
+    def receive_eof(self) -> list[Event]:
+        """The peer closed its side; returns a violation if that was abrupt."""
+        if self.state is State.HELLO or self.state is State.OPEN or self.state is State.CLOSING:
+            if self._buf or self.state is State.HELLO:
+                what = "hello" if self.state is State.HELLO else "frame"
+                return self._fail(RemoteProtocolError(f"connection ended inside a {what}"))
+            self.state = State.CLOSED
+            self.close_code, self.close_reason = ErrorCode.NORMAL, "peer closed without CLOSE"
+        return []
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Feed bytes read from the peer; return the events they complete."""
+        events: list[Event] = []
+        if self.state is State.OPEN or self.state is State.CLOSING:
+            self._parse(data, events)
+        elif self.state is State.HELLO:
+            self._receive_hello(data, events)
+        return events
+
+    def _receive_hello(self, data: bytes, events: list[Event]) -> None:
+        self.controls += 1
+        buf = self._buf
+        buf += data
+        prefix = bytes(buf[: len(MAGIC)])
+        if not MAGIC.startswith(prefix):
+            self._not_wirekit(bytes(buf[:16]), events)
+            return
+        if len(buf) < HELLO_SIZE:
+            return
+        magic, version, flags, reserved, peer_max = HELLO.unpack_from(buf)
+        rest = bytes(buf[HELLO_SIZE:])
+        buf.clear()
+        if version != VERSION:
+            self._fail(
+                BadHello(
+                    f"protocol version {version} is not supported (this side speaks {VERSION})",
+                    ErrorCode.BAD_VERSION,
+                ),
+                events,
+            )
+            return
+        if flags or reserved or peer_max == 0:
+            self._fail(BadHello("malformed hello: reserved fields must be zero"), events)
+            return
+        if self.role is Role.SERVER:
+            self._out += encode_hello(self._max)
+        self.peer_max_frame_size = peer_max
+        self.state = State.OPEN
+        events.append(HelloReceived(version, peer_max))
+        if rest:
+            self._parse(rest, events)
+
+    def _not_wirekit(self, seen: bytes, events: list[Event]) -> None:
+        if self.role is Role.SERVER:
+            # A method name split across reads: wait (bounded by the hello timeout).
+            if len(seen) < 8 and any(m.startswith(seen) for m in _HTTP_METHODS):
+                return
+            is_http = seen.startswith(_HTTP_METHODS)
+            error = BadHello(
+                "peer is not speaking wirekit" + (" (HTTP request)" if is_http else ""),
+                ErrorCode.BAD_MAGIC,
+            )
+            self._out += _HTTP_REPLY if is_http else NOT_WIREKIT_LINE
+        else:
+            error = BadHello(f"peer is not a wirekit server: it sent {seen!r}", ErrorCode.BAD_MAGIC)
+        self._buf.clear()
+        self.error = error
+        self.state = State.FAILED
+        self.close_code, self.close_reason = error.code, str(error)
+        events.append(ProtocolViolation(error))
+
+    def _fail(self, error: RemoteProtocolError, events: list[Event] | None = None) -> list[Event]:
+        if events is None:
+            events = []
+        self.controls += 1
+        if self.state is State.HELLO and self.role is Role.SERVER:
+            self._out += encode_hello(self._max)
+        if self.state is State.OPEN or self.state is State.HELLO:
+            self._out += encode_error(error.code, str(error))
+        self._buf.clear()
+        self.error = error
+        self.state = State.FAILED
+        self.close_code, self.close_reason = error.code, str(error)
+        events.append(ProtocolViolation(error))
+        return events
+
+    def _parse(self, data: bytes, events: list[Event]) -> None:
+        buf = self._buf
+        if buf:
+            buf += data
+            if len(buf) < self._need:
+                return  # the pending frame is still incomplete: do not rescan
+            data = bytes(buf)
+            buf.clear()
+        unpack = HEAD.unpack_from
+        limit = self._max
+        append = events.append
+        end = len(data)
+        pos = 0
+        # protocol.md §3: the length is checked before any payload is kept.
+        while end - pos >= HEAD_SIZE:
+            length, word = unpack(data, pos)
+            if length > limit:
+                self._fail(FrameTooLarge(length, limit), events)
+                return
+            start = pos + HEAD_SIZE
+            stop = start + length
+            if stop > end:
+                break
+            if word == 0:
+                append(data[start:stop])
+            elif not self._control(word, data[start:stop], events):
+                return
+            pos = stop
+        if pos < end:
+            buf += data[pos:]
+            self._need = HEAD_SIZE
+            if end - pos >= HEAD_SIZE:
+                self._need += HEAD.unpack_from(data, pos)[0]
+        else:
+            self._need = 0
+
+    def _control(self, word: int, payload: bytes, events: list[Event]) -> bool:
+        """Handle a frame off the fast path; False when the connection ended."""
+        self.controls += 1
+        ftype, flags, channel = word >> 24, (word >> 16) & 0xFF, word & 0xFFFF
+        try:
+            if flags:
+                raise RemoteProtocolError(f"frame flags 0x{flags:02x} are not defined in version 1")
+            if ftype > _MAX_TYPE:
+                raise RemoteProtocolError(f"unknown frame type {ftype}", ErrorCode.UNKNOWN_TYPE)
+            event = self._decode_frame(FrameType(ftype), channel, payload)
+        except RemoteProtocolError as exc:
+            self._fail(exc, events)
+            return False
+        if event is not None:
+            events.append(event)
+        return self.state is State.OPEN or self.state is State.CLOSING
+
+    def _decode_frame(self, ftype: FrameType, channel: int, payload: bytes) -> Event | None:
+        if ftype in (FrameType.DATA, FrameType.EOF, FrameType.MESSAGE, FrameType.WINDOW):
+            if channel in self._eof_channels and ftype is not FrameType.WINDOW:
+                raise RemoteProtocolError(
+                    f"{ftype.name} frame on channel {channel} after its EOF", ErrorCode.WRONG_STATE
+                )
+        elif channel:
+            raise RemoteProtocolError(f"{ftype.name} frame must use channel 0, not {channel}")
+        if ftype is FrameType.DATA:
+            return payload if channel == 0 else DataReceived(channel, payload)
+        if ftype is FrameType.MESSAGE:
+            message = self._codec.decode(payload)
+            if type(message) is Ping:
+                self._out += encode_frame(
+                    FrameType.MESSAGE, self._codec.encode(Pong(message.nonce)), channel
+                )
+                return None
+            return MessageReceived(channel, message)
+        if ftype is FrameType.EOF:
+            if payload:
+                raise RemoteProtocolError(f"EOF frame carries {len(payload)} bytes, must be empty")
+            self._eof_channels.add(channel)
+            return ChannelEOF(channel)
+        if ftype is FrameType.WINDOW:
+            if len(payload) != 4:
+                raise RemoteProtocolError(f"WINDOW frame of {len(payload)} bytes, must be 4")
+            (increment,) = WINDOW.unpack(payload)
+            if increment == 0:
+                raise RemoteProtocolError("WINDOW increment must not be zero")
+            return WindowUpdate(channel, increment)
+        try:
+            code, reason = decode_code_reason(payload)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise RemoteProtocolError(
+                f"malformed {ftype.name} frame: {exc}", ErrorCode.BAD_ENCODING
+            ) from None
+        self.close_code, self.close_reason = code, reason
+        if ftype is FrameType.CLOSE:
+            if self.state is State.OPEN:
+                self._out += encode_close(ErrorCode.NORMAL, "")  # protocol.md §6.2: echo CLOSE
+            self.state = State.CLOSED
+            return CloseReceived(code, reason)
+        self.state = State.FAILED
+        return ErrorReceived(code, reason)
+
+
+_DEFAULT_CODEC = MessageCodec()

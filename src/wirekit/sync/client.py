@@ -1,0 +1,269 @@
+"""A blocking client over a plain socket, driving the same FrameConnection as
+the asyncio layer. No event loop and no thread: every call is a syscall or
+two, reading with ``recv_into`` into one preallocated buffer."""
+
+from __future__ import annotations
+
+import socket
+import ssl as ssl_module
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from ..addr import Address, parse_address
+from ..errors import ConnectionClosed, ErrorCode
+from ..limits import DEFAULT_LIMITS, Limits
+from ..neterrors import connect_error
+from ..proto import (
+    CloseReceived,
+    ErrorReceived,
+    FrameConnection,
+    HelloReceived,
+    Message,
+    MessageCodec,
+    MessageReceived,
+    Ping,
+    Pong,
+    ProtocolViolation,
+    Role,
+    State,
+)
+
+__all__ = ["Connection", "connect"]
+
+_READ_SIZE = 256 * 1024
+_DIRECT_WRITE = 16 * 1024
+
+
+class Connection:
+    """A blocking framed connection: ``send``, ``recv``, ``close``, iteration."""
+
+    def __init__(self, sock: socket.socket, proto: FrameConnection, timeout: float | None) -> None:
+        self._sock = sock
+        self.proto = proto
+        self.timeout = timeout
+        self._buf = bytearray(_READ_SIZE)
+        self._view = memoryview(self._buf)
+        self._inbox: deque[Any] = deque()
+        self._exc: BaseException | None = None
+        self._pong = False
+        sock.settimeout(timeout)
+
+    # -- sending ---------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        """Send one DATA frame."""
+        proto = self.proto
+        if len(data) >= _DIRECT_WRITE:
+            self._flush()
+            head = proto.data_head(len(data))
+            self._sendall_parts(head, data)
+            return
+        proto.send_data(data)
+        self._flush()
+
+    def send_many(self, payloads: Iterable[bytes]) -> None:
+        """Send one DATA frame per payload, coalesced into as few syscalls as possible."""
+        self.proto.send_many(payloads)
+        self._flush()
+
+    def send_message(self, message: Message, channel: int = 0) -> None:
+        self.proto.send_message(message, channel)
+        self._flush()
+
+    def _flush(self) -> None:
+        if self.proto._out:
+            self._sendall(self.proto.data_to_send())
+
+    def _sendall(self, data: bytes) -> None:
+        try:
+            self._sock.sendall(data)
+        except TimeoutError:
+            raise TimeoutError(f"peer did not accept data within {self.timeout:g} s") from None
+        except OSError as exc:
+            raise self._lost(exc) from None
+
+    def _sendall_parts(self, head: bytes, data: bytes) -> None:
+        # One sendmsg for head + payload; fall back to sendall for the rest.
+        try:
+            sent = self._sock.sendmsg([head, data])
+        except OSError as exc:
+            raise self._lost(exc) from None
+        if sent < len(head):
+            self._sendall(head[sent:])
+            self._sendall(data)
+        elif sent < len(head) + len(data):
+            self._sendall(memoryview(data)[sent - len(head) :])  # type: ignore[arg-type]
+
+    # -- receiving -------------------------------------------------------------
+
+    def recv(self, timeout: float | None = -1.0) -> Any:
+        """Return the next payload (bytes) or Message; raise ConnectionClosed at the end.
+
+        ``timeout`` overrides the connection's timeout for this call (None waits forever).
+        """
+        inbox = self._inbox
+        while not inbox:
+            self._read(timeout)
+        return inbox.popleft()
+
+    def recv_batch(self, timeout: float | None = -1.0) -> list[Any]:
+        """Return every message received so far (at least one)."""
+        while not self._inbox:
+            self._read(timeout)
+        batch = list(self._inbox)
+        self._inbox.clear()
+        return batch
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            try:
+                yield self.recv()
+            except ConnectionClosed as exc:
+                if exc.code == ErrorCode.NORMAL:
+                    return
+                raise
+
+    def _read(self, timeout: float | None = -1.0) -> None:
+        if self._exc is not None:
+            raise self._exc
+        sock = self._sock
+        if timeout != -1.0:
+            sock.settimeout(timeout)
+        try:
+            n = sock.recv_into(self._buf)
+        except TimeoutError:
+            wait = self.timeout if timeout == -1.0 else timeout
+            raise TimeoutError(f"no data from the peer within {wait:g} s") from None
+        except OSError as exc:
+            raise self._lost(exc) from None
+        finally:
+            if timeout != -1.0:
+                sock.settimeout(self.timeout)
+        proto = self.proto
+        controls = proto.controls
+        events = proto.receive_data(bytes(self._view[:n])) if n else proto.receive_eof()
+        if n == 0 and proto.error is None and self._exc is None:
+            self._exc = ConnectionClosed(proto.close_code or ErrorCode.NORMAL, proto.close_reason)
+        if proto.controls == controls and not proto._out and n:
+            self._inbox.extend(events)
+            return
+        for event in events:
+            if type(event) is bytes:
+                self._inbox.append(event)
+            elif type(event) is MessageReceived and event.channel == 0:
+                if type(event.message) is Pong and self._pong:
+                    self._pong = False
+                else:
+                    self._inbox.append(event.message)
+            elif type(event) is HelloReceived:
+                pass
+            elif type(event) is ProtocolViolation:
+                self._exc = event.error
+            elif type(event) in (ErrorReceived, CloseReceived):
+                self._exc = ConnectionClosed(event.code, event.reason)  # type: ignore[union-attr]
+            else:
+                self._inbox.append(event)
+        if proto._out:
+            try:
+                sock.sendall(proto.data_to_send())
+            except OSError:
+                pass
+        if self._exc is not None and not self._inbox:
+            self._sock.close()
+            raise self._exc
+
+    def _lost(self, exc: OSError) -> ConnectionClosed:
+        if self._exc is None:
+            self._exc = ConnectionClosed(ErrorCode.GOING_AWAY, f"connection lost: {exc}")
+        return self._exc  # type: ignore[return-value]
+
+    # -- control -----------------------------------------------------------------
+
+    def ping(self) -> float:
+        """Round trip through the peer's protocol layer, in seconds.
+
+        Payloads that arrive before the Pong are kept for ``recv()``."""
+        start = time.perf_counter()
+        self._pong = True
+        self.send_message(Ping(int(start * 1e6) & 0x7FFFFFFF))
+        while self._pong:
+            self._read()
+        return time.perf_counter() - start
+
+    def wait_handshake(self) -> None:
+        while self.proto.state is State.HELLO:
+            self._read()
+
+    def close(self, code: int = ErrorCode.NORMAL, reason: str = "") -> None:
+        """Send CLOSE, wait briefly for the peer's CLOSE, close the socket."""
+        if self._sock.fileno() < 0:
+            return
+        try:
+            if self.proto.state is State.OPEN:
+                self.proto.send_close(code, reason)
+                self._flush()
+                deadline = time.monotonic() + 2.0
+                while self.proto.state is State.CLOSING and time.monotonic() < deadline:
+                    self._read(max(0.01, deadline - time.monotonic()))
+        except (OSError, ConnectionClosed, TimeoutError):
+            pass
+        finally:
+            self._sock.close()
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+
+def connect(
+    addr: str | Address,
+    *,
+    timeout: float | None = 30.0,
+    limits: Limits = DEFAULT_LIMITS,
+    ssl: ssl_module.SSLContext | None = None,
+    server_hostname: str | None = None,
+    message_types: Iterable[type[Message]] = (),
+) -> Connection:
+    """Open a blocking framed connection and complete the hello.
+
+    ``timeout`` (seconds, None = forever) applies to connecting and to each
+    later send/recv unless overridden per call.
+    """
+    address = addr if isinstance(addr, Address) else parse_address(addr)
+    if address.scheme == "udp":
+        raise ConnectionClosed(ErrorCode.PROTOCOL_ERROR, "framed connections need tcp, tls or unix")
+    try:
+        if address.is_unix:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(timeout)
+            try:
+                sock.connect(address.path)
+            except BaseException:
+                sock.close()
+                raise
+        else:
+            sock = socket.create_connection((address.host, address.port), timeout=timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if address.scheme == "tls" or ssl is not None:
+            ctx = ssl or ssl_module.create_default_context()
+            sock = ctx.wrap_socket(sock, server_hostname=server_hostname or address.host)
+    except (OSError, TimeoutError) as exc:
+        raise connect_error(address, exc) from None
+    proto = FrameConnection(
+        Role.CLIENT, max_frame_size=limits.max_frame_size, codec=MessageCodec(message_types)
+    )
+    conn = Connection(sock, proto, timeout)
+    try:
+        conn._flush()
+        conn.wait_handshake()
+    except BaseException:
+        sock.close()
+        raise
+    return conn
