@@ -24,7 +24,7 @@ from ..neterrors import bind_error
 from ..proto import FrameConnection, Message, MessageCodec, Role, State
 from .connection import Connection
 
-__all__ = ["Handler", "Server", "prepare_unix_path", "serve"]
+__all__ = ["Handler", "Server", "prepare_unix_path", "serve", "unlink_socket"]
 
 log = logging.getLogger("wirekit.server")
 
@@ -125,7 +125,7 @@ class Server:
         if self._server is not None:
             await self._server.wait_closed()
         if self.requested.is_unix:
-            _unlink_socket(self.requested.path)
+            unlink_socket(self.requested.path)
 
     # -- per connection ----------------------------------------------------
 
@@ -259,7 +259,7 @@ def prepare_unix_path(path: str) -> None:
         probe.settimeout(1.0)
         probe.connect(path)
     except (ConnectionRefusedError, FileNotFoundError):
-        _unlink_socket(path)
+        unlink_socket(path)
     except OSError:
         pass
     else:
@@ -268,7 +268,7 @@ def prepare_unix_path(path: str) -> None:
         probe.close()
 
 
-def _unlink_socket(path: str) -> None:
+def unlink_socket(path: str) -> None:
     try:
         if stat.S_ISSOCK(os.lstat(path).st_mode):
             os.unlink(path)

@@ -154,6 +154,7 @@ _HTTP_REPLY: Final = (
     b"Content-Length: %d\r\n\r\n" % len(NOT_WIREKIT_LINE)
 ) + NOT_WIREKIT_LINE
 _DATA: Final = int(FrameType.DATA)
+_EOF0: Final = make_word(FrameType.EOF, 0)  # the word of an EOF frame on channel 0
 _MAX_TYPE: Final = max(FrameType)
 
 
@@ -244,11 +245,11 @@ class FrameConnection:
         """Check and return the head of a DATA frame whose payload the caller
         writes itself, right after this head (large payloads, no copy)."""
         self._check_send(length)
+        if self._out:
+            raise LocalProtocolError("flush data_to_send() before writing a frame directly")
         if channel:
             self._check_channel(channel)
             return HEAD.pack(length, make_word(_DATA, channel))
-        if self._out:
-            raise LocalProtocolError("flush data_to_send() before writing a frame directly")
         return data_head(length)
 
     def send_many(self, payloads: Iterable[bytes]) -> None:
@@ -324,7 +325,7 @@ class FrameConnection:
         """The peer closed its side; returns a violation if that was abrupt."""
         if self.state is State.HELLO or self.state is State.OPEN or self.state is State.CLOSING:
             if self._buf or self.state is State.HELLO:
-                what = "hello" if self.state is State.HELLO else "frame"
+                what = "hello" if self.peer_max_frame_size is None else "frame"
                 return self._fail(RemoteProtocolError(f"connection ended inside a {what}"))
             self.state = State.CLOSED
             self.close_code, self.close_reason = ErrorCode.NORMAL, "peer closed without CLOSE"
@@ -333,9 +334,12 @@ class FrameConnection:
     def receive_data(self, data: bytes) -> list[Event]:
         """Feed bytes read from the peer; return the events they complete."""
         events: list[Event] = []
-        if self.state is State.OPEN or self.state is State.CLOSING:
+        if self.state is State.OPEN or (
+            self.state is State.CLOSING and self.peer_max_frame_size is not None
+        ):
             self._parse(data, events)
-        elif self.state is State.HELLO:
+        elif self.state is State.HELLO or self.state is State.CLOSING:
+            # CLOSING without the peer's hello: we closed first, its hello is still due.
             self._receive_hello(data, events)
         return events
 
@@ -364,10 +368,11 @@ class FrameConnection:
         if flags or reserved or peer_max == 0:
             self._fail(BadHello("malformed hello: reserved fields must be zero"), events)
             return
-        if self.role is Role.SERVER:
-            self._out += encode_hello(self._max)
+        if self.state is State.HELLO:
+            if self.role is Role.SERVER:
+                self._out += encode_hello(self._max)
+            self.state = State.OPEN
         self.peer_max_frame_size = peer_max
-        self.state = State.OPEN
         events.append(HelloReceived(version, peer_max))
         if rest:
             self._parse(rest, events)
@@ -382,7 +387,8 @@ class FrameConnection:
                 "peer is not speaking wirekit" + (" (HTTP request)" if is_http else ""),
                 ErrorCode.BAD_MAGIC,
             )
-            self._out += _HTTP_REPLY if is_http else NOT_WIREKIT_LINE
+            if self.state is State.HELLO:  # nothing follows our own CLOSE
+                self._out += _HTTP_REPLY if is_http else NOT_WIREKIT_LINE
         else:
             error = BadHello(f"peer is not a wirekit server: it sent {seen!r}", ErrorCode.BAD_MAGIC)
         self._buf.clear()
@@ -416,6 +422,8 @@ class FrameConnection:
             buf.clear()
         unpack = HEAD.unpack_from
         limit = self._max
+        # The fast path skips every check, so it closes once channel 0 has seen EOF.
+        fast = -1 if 0 in self._eof_channels else 0
         append = events.append
         end = len(data)
         pos = 0
@@ -429,10 +437,12 @@ class FrameConnection:
             stop = start + length
             if stop > end:
                 break
-            if word == 0:
+            if word == fast:
                 append(data[start:stop])
             elif not self._control(word, data[start:stop], events):
                 return
+            elif word == _EOF0:
+                fast = -1
             pos = stop
         if pos < end:
             buf += data[pos:]
@@ -472,6 +482,8 @@ class FrameConnection:
         if ftype is FrameType.MESSAGE:
             message = self._codec.decode(payload)
             if type(message) is Ping:
+                if self.state is not State.OPEN:
+                    return None  # nothing follows our own CLOSE (§6.2)
                 self._out += encode_frame(
                     FrameType.MESSAGE, self._codec.encode(Pong(message.nonce)), channel
                 )

@@ -63,7 +63,7 @@ class MessageCodec:
             raise LocalProtocolError(f"cannot send {type(message).__name__}: not a Message")
         try:
             return self._encoder.encode(message)
-        except (TypeError, ValueError, msgspec.EncodeError) as exc:
+        except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
             raise LocalProtocolError(f"cannot encode {type(message).__name__}: {exc}") from None
 
     def decode(self, payload: bytes) -> Message:
@@ -73,8 +73,12 @@ class MessageCodec:
             raise RemoteProtocolError(
                 f"message does not match the schema: {exc}", ErrorCode.SCHEMA_MISMATCH
             ) from None
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             raise RemoteProtocolError(
                 f"message is not valid MessagePack: {exc}", ErrorCode.BAD_ENCODING
+            ) from None
+        except RecursionError:
+            raise RemoteProtocolError(
+                "message is not valid MessagePack: nested too deeply", ErrorCode.BAD_ENCODING
             ) from None
         return message

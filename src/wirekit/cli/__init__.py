@@ -1,0 +1,73 @@
+"""The ``wirekit`` command: parses, prints, exits; the work is done below.
+
+Exit codes: 0 ok, 1 runtime error, 2 usage error, 3 could not start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from ..errors import AddressError, ListenError, WirekitError
+from . import netcat, serve
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_START = 0, 1, 2, 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wirekit",
+        description="The classic socket programs, done right: echo/daytime/time servers, "
+        "netcat mode, and a framed message protocol.",
+        epilog="Addresses: HOST:PORT, :PORT, tcp://HOST:PORT, udp://HOST:PORT, "
+        "tls://HOST:PORT, unix:/path, [::1]:PORT. Servers bind 127.0.0.1 unless told "
+        "otherwise; port 0 picks a free port. Environment: WIREKIT_DEBUG=1 is --debug.",
+    )
+    parser.add_argument("--version", action="version", version=f"wirekit {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", default=bool(os.environ.get("WIREKIT_DEBUG")),
+        help="show tracebacks and debug logs",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve.add_parser(commands)
+    netcat.add_parsers(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else getattr(args, "log_level", logging.WARNING),
+        format="wirekit: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        code: int = args.run(args)
+        return code
+    except AddressError as exc:
+        return _fail(args, exc, EXIT_USAGE)
+    except ListenError as exc:
+        return _fail(args, exc, EXIT_START)
+    except WirekitError as exc:
+        return _fail(args, exc, EXIT_ERROR)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+def _fail(args: argparse.Namespace, exc: BaseException, code: int) -> int:
+    if args.debug:
+        logging.exception("failed")
+    print(f"wirekit: {exc}", file=sys.stderr)
+    return code

@@ -1,0 +1,91 @@
+"""``wirekit connect`` and ``wirekit listen``: netcat mode."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from ..addr import Address, parse_address
+from ..services.netcat import NetcatOptions, run_connect, run_listen
+
+ADDR_HELP = "tcp (HOST:PORT), udp://HOST:PORT, tls://HOST:PORT, unix:/path or [::1]:PORT"
+
+
+def add_parsers(commands: Any) -> None:
+    connect = commands.add_parser(
+        "connect",
+        help="netcat client: stdin to the socket, the socket to stdout",
+        description="Connect to ADDR and copy stdin to the socket and the socket to stdout. "
+        "On stdin EOF the socket is half-closed; the command ends when the peer closes. "
+        "Exits 1 when the connection fails (refused, unknown host, reset, -w timeout).",
+    )
+    connect.add_argument("address", metavar="ADDR", help=ADDR_HELP)
+    _common(connect)
+    connect.add_argument("--cafile", metavar="FILE", help="CA bundle to verify a tls:// server")
+    connect.add_argument(
+        "--insecure", action="store_true", help="tls:// without verifying the certificate"
+    )
+    connect.set_defaults(run=_run_connect)
+
+    listen = commands.add_parser(
+        "listen",
+        help="netcat server: accept a peer, copy it to stdout and stdin to it",
+        description="Listen on ADDR (127.0.0.1 unless a host is given) for one peer, or for "
+        "many with --keep-open (every peer's bytes go to stdout, stdin goes to every peer; "
+        "for udp, replies go to the latest peer). Port 0 picks a free port and prints it.",
+    )
+    listen.add_argument("address", metavar="ADDR", help=ADDR_HELP)
+    _common(listen)
+    listen.add_argument(
+        "-k", "--keep-open", action="store_true", help="accept many peers, one after another or at once"
+    )
+    listen.set_defaults(run=_run_listen)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-w", "--timeout", type=_seconds, metavar="SECS",
+        help="give up connecting, or close an idle connection, after SECS seconds",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="say what happens on stderr")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("the timeout must be positive")
+    return value
+
+
+def _options(args: argparse.Namespace) -> NetcatOptions:
+    return NetcatOptions(
+        timeout=args.timeout,
+        cafile=getattr(args, "cafile", None),
+        insecure=getattr(args, "insecure", False),
+        keep_open=getattr(args, "keep_open", False),
+        verbose=args.verbose,
+    )
+
+
+def _run_connect(args: argparse.Namespace) -> int:
+    addr = parse_address(args.address)
+    if args.verbose:
+        logging.getLogger("wirekit").setLevel(logging.INFO)
+    run_connect(addr, _options(args))
+    return 0
+
+
+def _run_listen(args: argparse.Namespace) -> int:
+    addr = parse_address(args.address)
+
+    def announce(bound: Address) -> None:
+        if args.verbose or (not addr.is_unix and addr.port == 0):
+            print(f"wirekit: listening on {bound}", file=sys.stderr, flush=True)
+
+    run_listen(addr, _options(args), announce=announce)
+    return 0

@@ -1,0 +1,139 @@
+"""``wirekit serve [SERVICE]``: run one service, or every service on its default port."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from typing import Any
+
+from .. import __version__
+from ..addr import Address, parse_address
+from ..aio import loop as aio_loop
+from ..aio.raw import RawServer
+from ..errors import ListenError
+from ..limits import DEFAULT_LIMITS, Limits
+from ..services import SERVICES, ServiceSpec
+from ..services.classic import ClassicOptions
+
+log = logging.getLogger("wirekit.server")
+
+
+def add_parser(commands: Any) -> None:
+    names = ", ".join(SERVICES)
+    parser = commands.add_parser(
+        "serve",
+        help=f"run a service ({names}), or all of them",
+        description="Run SERVICE, or with no SERVICE every service on 127.0.0.1 with its "
+        "default port, and print a table of endpoints with a command to try each. "
+        + " ".join(f"{s.name} ({s.default_port}): {s.summary}." for s in SERVICES.values()),
+    )
+    parser.add_argument("service", nargs="?", choices=sorted(SERVICES), metavar="SERVICE",
+                        help=f"one of: {names}")
+    parser.add_argument(
+        "-l", "--listen", action="append", metavar="ADDR", default=[],
+        help="address to listen on; repeat for several (e.g. --listen :7007 --listen "
+        "udp://:7007 --listen unix:/tmp/echo.sock); default tcp and udp on 127.0.0.1 "
+        "and the service's port",
+    )
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="host for the default addresses (default 127.0.0.1)")
+    parser.add_argument("--upper", action="store_true", help="echo: reply upper-cased")
+    parser.add_argument("--stamp", action="store_true",
+                        help="echo: prefix each line with [<ctime>]")
+    parser.add_argument("--max-connections", type=int, default=DEFAULT_LIMITS.max_connections,
+                        metavar="N", help="connections held at once (default %(default)s)")
+    parser.add_argument("--max-per-ip", type=int, metavar="N",
+                        default=DEFAULT_LIMITS.max_connections_per_ip,
+                        help="connections per client address (default %(default)s)")
+    parser.add_argument("--idle-timeout", type=float, metavar="SECS",
+                        default=DEFAULT_LIMITS.idle_timeout,
+                        help="close connections silent this long, 0 = never (default %(default)s)")
+    parser.add_argument("-v", "--verbose", action="store_const", dest="log_level",
+                        const=logging.INFO, default=logging.WARNING,
+                        help="log connections refused or closed for a limit")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.listen and args.service is None:
+        raise ListenError("--listen needs a SERVICE (e.g. wirekit serve echo --listen :0)")
+    if (args.upper or args.stamp) and args.service not in (None, "echo"):
+        raise ListenError("--upper and --stamp apply to the echo service only")
+    limits = Limits(
+        max_connections=args.max_connections,
+        max_connections_per_ip=args.max_per_ip,
+        idle_timeout=args.idle_timeout,
+    )
+    plan = _plan(args)
+    options = ClassicOptions(upper=args.upper, stamp=args.stamp)
+    return aio_loop.run(_serve(plan, options, limits))
+
+
+def _plan(args: argparse.Namespace) -> list[tuple[ServiceSpec, list[Address]]]:
+    specs = [SERVICES[args.service]] if args.service else list(SERVICES.values())
+    plan = []
+    for spec in specs:
+        if args.listen:
+            addrs = [parse_address(a, default_port=spec.default_port) for a in args.listen]
+        else:
+            addrs = [
+                parse_address(f"{scheme}://{_bracket(args.host)}:{spec.default_port}")
+                for scheme in spec.default_schemes
+            ]
+        plan.append((spec, addrs))
+    return plan
+
+
+def _bracket(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+async def _serve(
+    plan: list[tuple[ServiceSpec, list[Address]]], options: ClassicOptions, limits: Limits
+) -> int:
+    servers: list[RawServer] = []
+    rows: list[tuple[str, Address, str]] = []
+    try:
+        for spec, addrs in plan:
+            server = spec.make(options, limits)
+            servers.append(server)
+            for addr in addrs:
+                bound = await server.listen(addr)
+                rows.append((spec.name, bound, spec.client_hint(bound)))
+        _print_table(rows)
+        await _wait_for_signal()
+        print("wirekit: shutting down", file=sys.stderr, flush=True)
+    finally:
+        await asyncio.gather(*(s.close() for s in servers))
+    return 0
+
+
+def _print_table(rows: list[tuple[str, Address, str]]) -> None:
+    width = max(len(str(addr)) for _, addr, _ in rows)
+    lines = [f"wirekit {__version__} serving on {aio_loop.loop_name()}; Ctrl-C to stop", ""]
+    lines.append(f"{'SERVICE':<8} {'ENDPOINT':<{width}}  TRY")
+    for name, addr, hint in rows:
+        lines.append(f"{name:<8} {addr!s:<{width}}  {hint}")
+    print("\n".join(lines), flush=True)
+
+
+async def _wait_for_signal() -> None:
+    """Return on SIGINT or SIGTERM (graceful stop); a second signal exits at once."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def on_signal() -> None:
+        if stop.is_set():
+            raise SystemExit(130)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
