@@ -94,7 +94,9 @@ def parse_address(
         name, rest = raw.split("://", 1)
         if name not in _SCHEMES:
             known = ", ".join(f"{s}://" for s in _SCHEMES if s != "unix")
-            raise AddressError(f"bad address {text!r}: unknown scheme {name!r} (use {known} or unix:)")
+            raise AddressError(
+                f"bad address {text!r}: unknown scheme {name!r} (use {known} or unix:)"
+            )
         scheme = name  # type: ignore[assignment]
     host, port_text = _split_host_port(text, rest)
     if not host:
@@ -124,7 +126,9 @@ def _split_host_port(text: str, rest: str) -> tuple[str, str | None]:
     if rest.isdigit():
         return "", rest
     if rest.count(":") > 1:
-        raise AddressError(f"bad address {text!r}: write IPv6 addresses in brackets, e.g. [::1]:7007")
+        raise AddressError(
+            f"bad address {text!r}: write IPv6 addresses in brackets, e.g. [::1]:7007"
+        )
     host, sep, port = rest.partition(":")
     if "/" in host or any(c.isspace() for c in host):
         raise AddressError(f"bad address {text!r}: {host!r} is not a valid host name")

@@ -51,8 +51,7 @@ class Limits:
                 raise ValueError(f"limit {field.name} must not be negative, got {value}")
         if not 0 < self.max_frame_size < 2**32:
             raise ValueError(
-                f"limit max_frame_size must be between 1 and {2**32 - 1}, "
-                f"got {self.max_frame_size}"
+                f"limit max_frame_size must be between 1 and {2**32 - 1}, got {self.max_frame_size}"
             )
 
 

@@ -5,4 +5,13 @@ from .connection import Connection, Received
 from .loop import new_event_loop, run
 from .server import Handler, Server, serve
 
-__all__ = ["Connection", "Handler", "Received", "Server", "connect", "new_event_loop", "run", "serve"]
+__all__ = [
+    "Connection",
+    "Handler",
+    "Received",
+    "Server",
+    "connect",
+    "new_event_loop",
+    "run",
+    "serve",
+]

@@ -87,8 +87,9 @@ async def _open(
     try:
         async with asyncio.timeout(timeout):
             if address.is_unix:
-                _, conn = await loop.create_unix_connection(factory, address.path, ssl=ssl,
-                                                            server_hostname=server_hostname)
+                _, conn = await loop.create_unix_connection(
+                    factory, address.path, ssl=ssl, server_hostname=server_hostname
+                )
             else:
                 _, conn = await loop.create_connection(
                     factory,

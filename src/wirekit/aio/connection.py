@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..errors import ConnectionClosed, ErrorCode, LocalProtocolError, RemoteProtocolError
+from ..errors import ConnectionClosed, ErrorCode, LocalProtocolError
 from ..limits import DEFAULT_LIMITS, Limits
 from ..proto import (
     CloseReceived,
@@ -392,7 +392,7 @@ class Connection(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         if self.proto.state is State.HELLO and self.proto.role is Role.SERVER:
-            self.proto.handshake_timeout(reason)
+            self.proto.refuse(code, reason)
         else:
             self.proto.send_error(code, reason)
         if self._exc is None:
@@ -437,4 +437,3 @@ class Connection(asyncio.Protocol):
         if self._handshake is None:
             self._handshake = self._loop.create_future()
         await self._handshake
-

@@ -20,51 +20,11 @@ from ..addr import Address
 from ..errors import ListenError
 from ..limits import DEFAULT_LIMITS, Limits
 from ..neterrors import bind_error
-from .server import prepare_unix_path, unlink_socket
+from .listening import Admission, peer_ip, prepare_unix_path, unlink_socket
 
-__all__ = ["Admission", "RawServer", "RawStream"]
+__all__ = ["RawServer", "RawStream"]
 
 log = logging.getLogger("wirekit.server")
-
-
-class Admission:
-    """Counts open connections in total and per IP against the limits."""
-
-    __slots__ = ("_per_ip", "limits", "open")
-
-    def __init__(self, limits: Limits) -> None:
-        self.limits = limits
-        self.open = 0
-        self._per_ip: dict[str, int] = {}
-
-    def admit(self, ip: str) -> str | None:
-        """Count a new connection from ``ip``; return a refusal reason instead if over a limit."""
-        limits = self.limits
-        if self.open >= limits.max_connections:
-            return f"server holds {limits.max_connections} connections, its limit"
-        count = self._per_ip.get(ip, 0)
-        if count >= limits.max_connections_per_ip:
-            return (
-                f"{count} connections from {ip} reach the limit of "
-                f"{limits.max_connections_per_ip} per address"
-            )
-        self._per_ip[ip] = count + 1
-        self.open += 1
-        return None
-
-    def release(self, ip: str) -> None:
-        self.open -= 1
-        left = self._per_ip.get(ip, 1) - 1
-        if left > 0:
-            self._per_ip[ip] = left
-        else:
-            self._per_ip.pop(ip, None)
-
-
-def peer_ip(peer: Any) -> str:
-    if isinstance(peer, tuple) and peer:
-        return str(peer[0])
-    return "unix"
 
 
 class RawStream(asyncio.Protocol):

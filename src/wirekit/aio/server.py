@@ -10,12 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 import ssl as ssl_module
-import stat
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
 
 from ..addr import Address, parse_address
 from ..errors import ConnectionClosed, ErrorCode, ListenError, RemoteProtocolError
@@ -23,8 +19,9 @@ from ..limits import DEFAULT_LIMITS, Limits
 from ..neterrors import bind_error
 from ..proto import FrameConnection, Message, MessageCodec, Role, State
 from .connection import Connection
+from .listening import Admission, peer_ip, prepare_unix_path, unlink_socket
 
-__all__ = ["Handler", "Server", "prepare_unix_path", "serve", "unlink_socket"]
+__all__ = ["Handler", "Server", "serve"]
 
 log = logging.getLogger("wirekit.server")
 
@@ -55,7 +52,7 @@ class Server:
         self._codec = MessageCodec(message_types)
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[Connection] = set()
-        self._per_ip: dict[str, int] = {}
+        self._admission = Admission(limits)
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._closing = False
@@ -139,28 +136,14 @@ class Server:
     def _admit(self, conn: Connection) -> bool:
         """Apply the connection limits; returns False after refusing ``conn``."""
         self.total_accepted += 1
-        limits = self.limits
-        ip = _peer_ip(conn.peer)
         if self._closing:
             conn.abort(ErrorCode.GOING_AWAY, "server shutting down")
             return False
-        if len(self._connections) >= limits.max_connections:
-            log.warning("refused %s: %d connections open (limit)", ip, len(self._connections))
-            conn.abort(
-                ErrorCode.TOO_MANY_CONNECTIONS,
-                f"server holds {limits.max_connections} connections, its limit",
-            )
+        refusal = self._admission.admit(peer_ip(conn.peer))
+        if refusal is not None:
+            log.warning("refused %s: %s", conn.peer, refusal)
+            conn.abort(ErrorCode.TOO_MANY_CONNECTIONS, refusal)
             return False
-        count = self._per_ip.get(ip, 0)
-        if count >= limits.max_connections_per_ip:
-            log.warning("refused %s: %d connections from this address (limit)", ip, count)
-            conn.abort(
-                ErrorCode.TOO_MANY_CONNECTIONS,
-                f"{count} connections from {ip} reach the limit of "
-                f"{limits.max_connections_per_ip} per address",
-            )
-            return False
-        self._per_ip[ip] = count + 1
         self._connections.add(conn)
         return True
 
@@ -184,12 +167,7 @@ class Server:
     def _forget(self, conn: Connection) -> None:
         if conn in self._connections:
             self._connections.discard(conn)
-            ip = _peer_ip(conn.peer)
-            left = self._per_ip.get(ip, 1) - 1
-            if left:
-                self._per_ip[ip] = left
-            else:
-                self._per_ip.pop(ip, None)
+            self._admission.release(peer_ip(conn.peer))
 
     async def _sweep(self) -> None:
         """Close connections past the hello or idle timeout (Limits)."""
@@ -206,7 +184,9 @@ class Server:
                 state = conn.proto.state
                 if state is State.HELLO:
                     if limits.handshake_timeout and now - conn.opened_at > limits.handshake_timeout:
-                        log.info("closing %s: no hello within %gs", conn.peer, limits.handshake_timeout)
+                        log.info(
+                            "closing %s: no hello within %gs", conn.peer, limits.handshake_timeout
+                        )
                         conn.abort(
                             ErrorCode.HANDSHAKE_TIMEOUT,
                             f"no hello within {limits.handshake_timeout:g} s",
@@ -238,42 +218,6 @@ class _ServerConnection(Connection):
         super().data_received(data)
         if opening and self.proto.state is State.OPEN and self in self._server._connections:
             self._server._start_handler(self)
-
-
-def _peer_ip(peer: Any) -> str:
-    if isinstance(peer, tuple) and peer:
-        return str(peer[0])
-    return "unix"
-
-
-def prepare_unix_path(path: str) -> None:
-    """Remove a stale socket file left by a dead server; refuse a live one."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(st.st_mode):
-        raise ListenError(f"cannot bind unix socket {path}: a non-socket file is in the way")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.settimeout(1.0)
-        probe.connect(path)
-    except (ConnectionRefusedError, FileNotFoundError):
-        unlink_socket(path)
-    except OSError:
-        pass
-    else:
-        raise ListenError(f"unix socket {path} is already in use (another server is listening)")
-    finally:
-        probe.close()
-
-
-def unlink_socket(path: str) -> None:
-    try:
-        if stat.S_ISSOCK(os.lstat(path).st_mode):
-            os.unlink(path)
-    except OSError:
-        pass
 
 
 def serve(

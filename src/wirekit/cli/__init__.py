@@ -31,7 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"wirekit {__version__}")
     parser.add_argument(
-        "--debug", action="store_true", default=bool(os.environ.get("WIREKIT_DEBUG")),
+        "--debug",
+        action="store_true",
+        default=bool(os.environ.get("WIREKIT_DEBUG")),
         help="show tracebacks and debug logs",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")

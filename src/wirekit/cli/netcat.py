@@ -39,14 +39,20 @@ def add_parsers(commands: Any) -> None:
     listen.add_argument("address", metavar="ADDR", help=ADDR_HELP)
     _common(listen)
     listen.add_argument(
-        "-k", "--keep-open", action="store_true", help="accept many peers, one after another or at once"
+        "-k",
+        "--keep-open",
+        action="store_true",
+        help="accept many peers, one after another or at once",
     )
     listen.set_defaults(run=_run_listen)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "-w", "--timeout", type=_seconds, metavar="SECS",
+        "-w",
+        "--timeout",
+        type=_seconds,
+        metavar="SECS",
         help="give up connecting, or close an idle connection, after SECS seconds",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="say what happens on stderr")

@@ -30,30 +30,56 @@ def add_parser(commands: Any) -> None:
         "default port, and print a table of endpoints with a command to try each. "
         + " ".join(f"{s.name} ({s.default_port}): {s.summary}." for s in SERVICES.values()),
     )
-    parser.add_argument("service", nargs="?", choices=sorted(SERVICES), metavar="SERVICE",
-                        help=f"one of: {names}")
     parser.add_argument(
-        "-l", "--listen", action="append", metavar="ADDR", default=[],
+        "service", nargs="?", choices=sorted(SERVICES), metavar="SERVICE", help=f"one of: {names}"
+    )
+    parser.add_argument(
+        "-l",
+        "--listen",
+        action="append",
+        metavar="ADDR",
+        default=[],
         help="address to listen on; repeat for several (e.g. --listen :7007 --listen "
         "udp://:7007 --listen unix:/tmp/echo.sock); default tcp and udp on 127.0.0.1 "
         "and the service's port",
     )
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="host for the default addresses (default 127.0.0.1)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="host for the default addresses (default 127.0.0.1)"
+    )
     parser.add_argument("--upper", action="store_true", help="echo: reply upper-cased")
-    parser.add_argument("--stamp", action="store_true",
-                        help="echo: prefix each line with [<ctime>]")
-    parser.add_argument("--max-connections", type=int, default=DEFAULT_LIMITS.max_connections,
-                        metavar="N", help="connections held at once (default %(default)s)")
-    parser.add_argument("--max-per-ip", type=int, metavar="N",
-                        default=DEFAULT_LIMITS.max_connections_per_ip,
-                        help="connections per client address (default %(default)s)")
-    parser.add_argument("--idle-timeout", type=float, metavar="SECS",
-                        default=DEFAULT_LIMITS.idle_timeout,
-                        help="close connections silent this long, 0 = never (default %(default)s)")
-    parser.add_argument("-v", "--verbose", action="store_const", dest="log_level",
-                        const=logging.INFO, default=logging.WARNING,
-                        help="log connections refused or closed for a limit")
+    parser.add_argument(
+        "--stamp", action="store_true", help="echo: prefix each line with [<ctime>]"
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=DEFAULT_LIMITS.max_connections,
+        metavar="N",
+        help="connections held at once (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-per-ip",
+        type=int,
+        metavar="N",
+        default=DEFAULT_LIMITS.max_connections_per_ip,
+        help="connections per client address (default %(default)s)",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        metavar="SECS",
+        default=DEFAULT_LIMITS.idle_timeout,
+        help="close connections silent this long, 0 = never (default %(default)s)",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_const",
+        dest="log_level",
+        const=logging.INFO,
+        default=logging.WARNING,
+        help="log connections refused or closed for a limit",
+    )
     parser.set_defaults(run=run)
 
 

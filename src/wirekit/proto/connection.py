@@ -147,12 +147,24 @@ NOT_WIREKIT_LINE: Final = (
     b"wirekit: this port speaks the wirekit frame protocol; "
     b"use 'wirekit' or the wirekit library to talk to it\r\n"
 )
-_HTTP_METHODS: Final = (b"GET ", b"HEAD ", b"POST ", b"PUT ", b"DELETE ", b"OPTIONS ",
-                        b"PATCH ", b"CONNECT ", b"TRACE ", b"PRI ")
+_HTTP_METHODS: Final = (
+    b"GET ",
+    b"HEAD ",
+    b"POST ",
+    b"PUT ",
+    b"DELETE ",
+    b"OPTIONS ",
+    b"PATCH ",
+    b"CONNECT ",
+    b"TRACE ",
+    b"PRI ",
+)
 _HTTP_REPLY: Final = (
     b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n"
     b"Content-Length: %d\r\n\r\n" % len(NOT_WIREKIT_LINE)
 ) + NOT_WIREKIT_LINE
+_REFUSAL: Final = b"wirekit: "
+_MAX_REFUSAL: Final = 512
 _DATA: Final = int(FrameType.DATA)
 _EOF0: Final = make_word(FrameType.EOF, 0)  # the word of an EOF frame on channel 0
 _MAX_TYPE: Final = max(FrameType)
@@ -303,16 +315,24 @@ class FrameConnection:
         self.state = State.FAILED
         self.close_code, self.close_reason = code, reason
 
-    def handshake_timeout(self, reason: str) -> None:
-        """The peer sent no complete hello in time: tell it in a text line (it is
-        most likely not a wirekit client) and fail."""
+    def refuse(self, code: int, reason: str) -> None:
+        """Fail before the hello is complete (a limit, a timeout). The server
+        says why in one text line rather than a frame: the peer has not shown
+        it speaks wirekit, and a wirekit client reports the line (§2.5)."""
         if self.state is not State.HELLO:
             return
         if self.role is Role.SERVER:
-            self._out += b"wirekit: " + reason.encode("utf-8", "replace") + b"; closing\r\n"
+            self._out += _REFUSAL + reason.encode("utf-8", "replace") + b"; closing\r\n"
         self.state = State.FAILED
-        self.close_code, self.close_reason = ErrorCode.HANDSHAKE_TIMEOUT, reason
-        self.error = BadHello(reason, ErrorCode.HANDSHAKE_TIMEOUT)
+        self.close_code, self.close_reason = code, reason
+        self.error = BadHello(
+            reason,
+            ErrorCode(code) if code in ErrorCode._value2member_map_ else ErrorCode.PROTOCOL_ERROR,
+        )
+
+    def handshake_timeout(self, reason: str) -> None:
+        """The peer sent no complete hello in time."""
+        self.refuse(ErrorCode.HANDSHAKE_TIMEOUT, reason)
 
     @staticmethod
     def _check_channel(channel: int) -> None:
@@ -324,6 +344,12 @@ class FrameConnection:
     def receive_eof(self) -> list[Event]:
         """The peer closed its side; returns a violation if that was abrupt."""
         if self.state is State.HELLO or self.state is State.OPEN or self.state is State.CLOSING:
+            if self.role is Role.CLIENT and self.peer_max_frame_size is None and self._buf:
+                buffered = bytes(self._buf)
+                if _REFUSAL.startswith(buffered[: len(_REFUSAL)]) and len(buffered) > len(MAGIC):
+                    events: list[Event] = []
+                    self._not_wirekit(buffered[:16], events, eof=True)
+                    return events
             if self._buf or self.state is State.HELLO:
                 what = "hello" if self.peer_max_frame_size is None else "frame"
                 return self._fail(RemoteProtocolError(f"connection ended inside a {what}"))
@@ -353,7 +379,7 @@ class FrameConnection:
             return
         if len(buf) < HELLO_SIZE:
             return
-        magic, version, flags, reserved, peer_max = HELLO.unpack_from(buf)
+        __magic, version, flags, reserved, peer_max = HELLO.unpack_from(buf)
         rest = bytes(buf[HELLO_SIZE:])
         buf.clear()
         if version != VERSION:
@@ -377,7 +403,7 @@ class FrameConnection:
         if rest:
             self._parse(rest, events)
 
-    def _not_wirekit(self, seen: bytes, events: list[Event]) -> None:
+    def _not_wirekit(self, seen: bytes, events: list[Event], *, eof: bool = False) -> None:
         if self.role is Role.SERVER:
             # A method name split across reads: wait (bounded by the hello timeout).
             if len(seen) < 8 and any(m.startswith(seen) for m in _HTTP_METHODS):
@@ -389,6 +415,14 @@ class FrameConnection:
             )
             if self.state is State.HELLO:  # nothing follows our own CLOSE
                 self._out += _HTTP_REPLY if is_http else NOT_WIREKIT_LINE
+        elif _REFUSAL.startswith(seen[: len(_REFUSAL)]):
+            # protocol.md §2: a server that refuses before its hello (a limit, a
+            # timeout) says why in one "wirekit: ..." line; report that line.
+            line = bytes(self._buf)
+            if b"\n" not in line and len(line) < _MAX_REFUSAL and not eof:
+                return
+            text = line.split(b"\n", 1)[0][len(_REFUSAL) :].decode("utf-8", "replace").strip()
+            error = BadHello(f"server refused the connection: {text}", ErrorCode.PROTOCOL_ERROR)
         else:
             error = BadHello(f"peer is not a wirekit server: it sent {seen!r}", ErrorCode.BAD_MAGIC)
         self._buf.clear()

@@ -25,8 +25,7 @@ class ServiceSpec:
         """A ready-to-paste command that talks to this endpoint."""
         if self.name == "time" and addr.scheme in ("tcp", "udp"):
             udp = "-u " if addr.scheme == "udp" else ""
-            host = addr.host if ":" not in addr.host else addr.host
-            return f"rdate -p {udp}-o {addr.port} {host}"
+            return f"rdate -p {udp}-o {addr.port} {addr.host}"
         if addr.scheme == "tcp":
             return f"wirekit connect {addr.hostport()}"
         return f"wirekit connect {addr}"
@@ -34,15 +33,21 @@ class ServiceSpec:
 
 SERVICES: dict[str, ServiceSpec] = {
     "echo": ServiceSpec(
-        "echo", 7007, "RFC 862 echo; --upper and --stamp as the classic servers",
+        "echo",
+        7007,
+        "RFC 862 echo; --upper and --stamp as the classic servers",
         lambda options, limits: echo_server(options, limits=limits),
     ),
     "daytime": ServiceSpec(
-        "daytime", 7013, "RFC 867 daytime: the date as text",
+        "daytime",
+        7013,
+        "RFC 867 daytime: the date as text",
         lambda _options, limits: daytime_server(limits=limits),
     ),
     "time": ServiceSpec(
-        "time", 7037, "RFC 868 time: 32-bit seconds since 1900 (rdate)",
+        "time",
+        7037,
+        "RFC 868 time: 32-bit seconds since 1900 (rdate)",
         lambda _options, limits: time_server(limits=limits),
     ),
 }

@@ -21,9 +21,9 @@ from ..aio.raw import RawServer, RawStream
 __all__ = [
     "STAMP_PAUSE",
     "ClassicOptions",
+    "daytime_server",
     "daytime_text",
     "echo_server",
-    "daytime_server",
     "rfc868_now",
     "time_server",
 ]

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..addr import Address
+from ..aio.listening import prepare_unix_path
 from ..errors import ConnectError, WirekitError
 from ..neterrors import bind_error, connect_error
 
@@ -157,7 +158,9 @@ def open_stream(addr: Address, options: NetcatOptions) -> socket.socket:
             f"({exc.verify_message}); pass --cafile FILE, or --insecure to skip the check"
         ) from None
     except ssl_module.SSLError as exc:
-        raise ConnectError(f"cannot connect to {addr.hostport()}: TLS failed ({exc.reason})") from None
+        raise ConnectError(
+            f"cannot connect to {addr.hostport()}: TLS failed ({exc.reason})"
+        ) from None
     except OSError as exc:
         raise connect_error(addr, exc) from None
     sock.settimeout(None)
@@ -241,7 +244,9 @@ class _Watchdog(threading.Thread):
         self._stop_event.set()
 
 
-def _start_watchdog(sock: socket.socket, activity: Activity, timeout: float | None) -> _Watchdog | None:
+def _start_watchdog(
+    sock: socket.socket, activity: Activity, timeout: float | None
+) -> _Watchdog | None:
     if not timeout:
         return None
     dog = _Watchdog(sock, activity, timeout)
@@ -264,8 +269,13 @@ def _udp_connected(addr: Address) -> socket.socket:
 
 
 def run_udp(
-    sock: socket.socket, addr: Address, options: NetcatOptions, stdin: int, stdout: int,
-    *, first: bytes = b"",
+    sock: socket.socket,
+    addr: Address,
+    options: NetcatOptions,
+    stdin: int,
+    stdout: int,
+    *,
+    first: bytes = b"",
 ) -> None:
     """Datagrams: each stdin read is one datagram; each datagram goes to stdout."""
     if first:
@@ -315,8 +325,6 @@ def run_udp(
 
 def bind_listener(addr: Address) -> socket.socket:
     """A listening (or bound udp) socket with SO_REUSEADDR, with one-line errors."""
-    from ..aio.server import prepare_unix_path
-
     try:
         if addr.is_unix:
             prepare_unix_path(addr.path)
@@ -324,7 +332,8 @@ def bind_listener(addr: Address) -> socket.socket:
             sock.bind(addr.path)
         else:
             infos = socket.getaddrinfo(
-                addr.host, addr.port,
+                addr.host,
+                addr.port,
                 type=socket.SOCK_DGRAM if addr.scheme == "udp" else socket.SOCK_STREAM,
                 flags=socket.AI_PASSIVE,
             )
@@ -435,8 +444,14 @@ def _listen_udp(
     sock.settimeout(None)
     if not options.keep_open:
         sock.connect(peer)  # like nc -u -l: talk to the first peer only
-        run_udp(sock, bound, NetcatOptions(timeout=options.timeout, udp_linger=float("inf")),
-                stdin, stdout, first=data)
+        run_udp(
+            sock,
+            bound,
+            NetcatOptions(timeout=options.timeout, udp_linger=float("inf")),
+            stdin,
+            stdout,
+            first=data,
+        )
         return
     _write_all(stdout, memoryview(data))
     last = [peer]

@@ -4,6 +4,7 @@ two, reading with ``recv_into`` into one preallocated buffer."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl as ssl_module
 import time
@@ -166,10 +167,8 @@ class Connection:
             else:
                 self._inbox.append(event)
         if proto._out:
-            try:
+            with contextlib.suppress(OSError):
                 sock.sendall(proto.data_to_send())
-            except OSError:
-                pass
         if self._exc is not None and not self._inbox:
             self._sock.close()
             raise self._exc
