@@ -27,13 +27,13 @@ class Message(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field
     """Base class of every control message."""
 
 
-class Ping(Message, tag="ping"):
+class Ping(Message, frozen=True, tag="ping"):
     """Asks the peer to answer with a :class:`Pong` carrying the same nonce."""
 
     nonce: int
 
 
-class Pong(Message, tag="pong"):
+class Pong(Message, frozen=True, tag="pong"):
     """The answer to a :class:`Ping`; sent by the protocol layer itself."""
 
     nonce: int
