@@ -145,7 +145,7 @@ def _check_ipv6(text: str, host: str) -> None:
 def _parse_port(text: str, port_text: str) -> int:
     if not port_text:
         raise AddressError(f"bad address {text!r}: missing port after ':'")
-    if not port_text.isdigit():
+    if not (port_text.isascii() and port_text.isdigit()):  # not "٣" or "²"
         raise AddressError(f"bad address {text!r}: port {port_text!r} is not a number")
     port = int(port_text)
     if port > 65535:

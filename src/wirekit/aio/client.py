@@ -84,6 +84,7 @@ async def _open(
         proto = FrameConnection(Role.CLIENT, max_frame_size=limits.max_frame_size, codec=codec)
         return Connection(Role.CLIENT, limits, proto=proto)
 
+    conn: Connection | None = None
     try:
         async with asyncio.timeout(timeout):
             if address.is_unix:
@@ -99,8 +100,12 @@ async def _open(
                     server_hostname=(server_hostname or address.host) if ssl else None,
                 )
             await conn.wait_handshake()
-    except TimeoutError:
-        raise connect_error(address, TimeoutError(f"no answer within {timeout:g} s")) from None
-    except OSError as exc:
-        raise connect_error(address, exc) from None
+    except BaseException as exc:
+        if conn is not None and conn._transport is not None:
+            conn._transport.close()  # a hello that failed or timed out must not leak the socket
+        if isinstance(exc, TimeoutError):
+            raise connect_error(address, TimeoutError(f"no answer within {timeout:g} s")) from None
+        if isinstance(exc, OSError):
+            raise connect_error(address, exc) from None
+        raise
     return conn

@@ -13,6 +13,7 @@ sent with one syscall when the turn ends (high throughput for bursts).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import time
@@ -279,7 +280,7 @@ class Connection(asyncio.Protocol):
 
     async def _wait_for_input(self) -> None:
         if self._exc is not None:
-            raise self._exc
+            raise self._exc.with_traceback(None)
         waiter = self._loop.create_future()
         self._waiter = waiter
         await waiter
@@ -318,12 +319,14 @@ class Connection(asyncio.Protocol):
     async def send(self, data: bytes) -> None:
         """Send one DATA frame; waits only while the peer is not keeping up."""
         self.write(data)
-        if self._write_paused:
+        # Small frames are coalesced in proto._out until the loop turns; a
+        # loop of sends that never yields must still meet write_high_water.
+        if self._write_paused or len(self.proto._out) >= self.limits.write_high_water:
             await self.drain()
 
     async def send_message(self, message: Message, channel: int = 0) -> None:
         self.write_message(message, channel)
-        if self._write_paused:
+        if self._write_paused or len(self.proto._out) >= self.limits.write_high_water:
             await self.drain()
 
     async def drain(self) -> None:
@@ -345,16 +348,20 @@ class Connection(asyncio.Protocol):
     def _schedule_flush(self) -> None:
         if self._flush_pending:
             return
-        self._flush_pending = True
         # First write of this loop turn goes out now; the rest of the turn's
-        # writes are joined and sent by _flush_later.
+        # writes are joined and sent by _flush_later. If the connection is
+        # lost, _flush raises and no flush stays pending: the next write
+        # raises too instead of queueing into a dead connection.
         self._flush()
         self._flush_pending = True
         self._loop.call_soon(self._flush_later)
 
     def _flush_later(self) -> None:
         self._flush_pending = False
-        self._flush()
+        # A loop callback must not raise: a connection lost since the last
+        # write drops its queue here, and the next send() reports the loss.
+        with contextlib.suppress(ConnectionClosed):
+            self._flush()
 
     def _flush(self) -> None:
         proto = self.proto
@@ -426,14 +433,14 @@ class Connection(asyncio.Protocol):
         self.write_message(Ping(int(start * 1e6) & 0x7FFFFFFF))
         await pong
         if self._exc is not None and self.proto.state is not State.OPEN:
-            raise self._exc
+            raise self._exc.with_traceback(None)
         return time.perf_counter() - start
 
     async def wait_handshake(self) -> None:
         if self.proto.state is State.OPEN:
             return
         if self._exc is not None:
-            raise self._exc
+            raise self._exc.with_traceback(None)
         if self._handshake is None:
             self._handshake = self._loop.create_future()
         await self._handshake

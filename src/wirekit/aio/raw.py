@@ -164,6 +164,12 @@ class RawServer:
             await asyncio.sleep(interval)
             now = self.loop.time()
             for stream in list(self.streams):
+                if stream.transport.is_closing():
+                    # Closing waits for the peer to read what is queued; one that
+                    # never reads would keep its slot for ever: drop it.
+                    if now - stream.last_activity > 2 * idle:
+                        stream.transport.abort()
+                    continue
                 if now - stream.last_activity > idle:
                     log.info("closing %s: idle for %gs", stream.peer, idle)
                     stream.transport.write(f"wirekit: idle for {idle:g} s; closing\r\n".encode())

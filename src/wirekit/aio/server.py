@@ -63,11 +63,16 @@ class Server:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         addr = self.requested
+        # The stdlib loop's accept loop keeps calling accept() up to `backlog`
+        # times after EMFILE, logging and scheduling a retry for each: with 4096
+        # one EMFILE becomes thousands of tracebacks a second and the loop
+        # starves. uvloop (libuv) handles EMFILE itself.
+        backlog = 4096 if type(loop).__module__.startswith("uvloop") else 100
         try:
             if addr.is_unix:
                 prepare_unix_path(addr.path)
                 self._server = await loop.create_unix_server(
-                    self._make_connection, addr.path, ssl=self._ssl, backlog=4096
+                    self._make_connection, addr.path, ssl=self._ssl, backlog=backlog
                 )
             else:
                 self._server = await loop.create_server(
@@ -76,7 +81,7 @@ class Server:
                     addr.port,
                     ssl=self._ssl,
                     reuse_address=True,
-                    backlog=4096,
+                    backlog=backlog,
                 )
         except OSError as exc:
             raise bind_error(addr, exc) from None
@@ -154,6 +159,10 @@ class Server:
 
     def _handler_done(self, conn: Connection, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
+        if task.cancelled() and self._closing:
+            # Cut off by shutdown(): tell the peer, rather than a normal CLOSE.
+            conn.abort(ErrorCode.GOING_AWAY, "server shutting down")
+            return
         exc = None if task.cancelled() else task.exception()
         if exc is None or isinstance(exc, ConnectionClosed | RemoteProtocolError):
             if not conn.closed:

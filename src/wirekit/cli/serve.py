@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from .. import __version__
@@ -123,14 +125,16 @@ async def _serve(
     servers: list[RawServer] = []
     rows: list[tuple[str, Address, str]] = []
     try:
-        for spec, addrs in plan:
-            server = spec.make(options, limits)
-            servers.append(server)
-            for addr in addrs:
-                bound = await server.listen(addr)
-                rows.append((spec.name, bound, spec.client_hint(bound)))
-        _print_table(rows)
-        await _wait_for_signal()
+        # Catch the signals before the table says "Ctrl-C to stop".
+        with _stop_on_signal() as stop:
+            for spec, addrs in plan:
+                server = spec.make(options, limits)
+                servers.append(server)
+                for addr in addrs:
+                    bound = await server.listen(addr)
+                    rows.append((spec.name, bound, spec.client_hint(bound)))
+            _print_table(rows)
+            await stop.wait()
         print("wirekit: shutting down", file=sys.stderr, flush=True)
     finally:
         await asyncio.gather(*(s.close() for s in servers))
@@ -146,8 +150,9 @@ def _print_table(rows: list[tuple[str, Address, str]]) -> None:
     print("\n".join(lines), flush=True)
 
 
-async def _wait_for_signal() -> None:
-    """Return on SIGINT or SIGTERM (graceful stop); a second signal exits at once."""
+@contextlib.contextmanager
+def _stop_on_signal() -> Iterator[asyncio.Event]:
+    """Set the event on SIGINT or SIGTERM (graceful stop); a second signal exits at once."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
 
@@ -159,7 +164,7 @@ async def _wait_for_signal() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
     try:
-        await stop.wait()
+        yield stop
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

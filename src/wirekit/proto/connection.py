@@ -270,9 +270,11 @@ class FrameConnection:
             self._check_state()
         limit = self.peer_max_frame_size or self._max
         out = self._out
+        start = len(out)
         for data in payloads:
             n = len(data)
             if n > limit:
+                del out[start:]  # all or nothing: drop the batch's frames queued so far
                 raise LocalProtocolError(f"frame of {n} bytes exceeds limit of {limit} bytes")
             out += data_head(n) if n < 1024 else HEAD.pack(n, 0)
             out += data
@@ -422,6 +424,7 @@ class FrameConnection:
             if b"\n" not in line and len(line) < _MAX_REFUSAL and not eof:
                 return
             text = line.split(b"\n", 1)[0][len(_REFUSAL) :].decode("utf-8", "replace").strip()
+            text = text.removesuffix("; closing")
             error = BadHello(f"server refused the connection: {text}", ErrorCode.PROTOCOL_ERROR)
         else:
             error = BadHello(f"peer is not a wirekit server: it sent {seen!r}", ErrorCode.BAD_MAGIC)

@@ -73,8 +73,12 @@ class LineStamper:
         out = bytearray()
         if end:
             prefix = stamp_prefix()
+            max_line = self.max_line
             for line in bytes(buf[:end]).splitlines(keepends=True):
-                out += prefix + line
+                # Cut long lines as a partial line is cut below, so the pieces do
+                # not depend on how the stream was split into reads.
+                for start in range(0, len(line), max_line):
+                    out += prefix + line[start : start + max_line]
             del buf[:end]
         while len(buf) >= self.max_line:  # Limits.max_line_length: never hold more
             out += stamp_prefix() + bytes(buf[: self.max_line])

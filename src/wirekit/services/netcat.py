@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import select
 import socket
 import ssl as ssl_module
 import stat
 import sys
+import termios
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +38,8 @@ from ..neterrors import bind_error, connect_error
 __all__ = ["NetcatOptions", "run_connect", "run_listen"]
 
 CHUNK = 1 << 20
+#: After the peer's EOF, stop forwarding stdin once it has been quiet this long.
+PEER_EOF_LINGER = 1.0
 UDP_CHUNK = 65507
 
 
@@ -86,8 +90,10 @@ def pump_in(fd: int, sock: socket.socket, activity: Activity, *, plain: bool) ->
     if kind == "file":
         with os.fdopen(os.dup(fd), "rb", buffering=0) as src:
             offset = src.seek(0, os.SEEK_CUR)
-            sock.sendfile(src, offset)  # type: ignore[arg-type]
-        activity.touch()
+            # In chunks: -w must see a long transfer move, not one silent call.
+            while sent := sock.sendfile(src, offset, CHUNK):  # type: ignore[arg-type]
+                offset += sent
+                activity.touch()
         return
     if kind == "pipe":
         try:
@@ -110,10 +116,17 @@ def pump_in(fd: int, sock: socket.socket, activity: Activity, *, plain: bool) ->
 def pump_out(sock: socket.socket, fd: int, activity: Activity, *, plain: bool) -> None:
     """socket -> stdout until the peer closes."""
     if plain and _kind(fd) == "pipe":
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
         try:
-            while os.splice(sock.fileno(), fd, CHUNK):
+            while True:
+                # Wait for bytes before splicing: a splice that sleeps on the
+                # socket holds the pipe's lock, so whoever reads stdout could
+                # not read what the previous splice put there.
+                poller.poll()
+                if not os.splice(sock.fileno(), fd, CHUNK):
+                    return
                 activity.touch()
-            return
         except OSError as exc:
             if exc.errno not in (errno.EINVAL, errno.ENOSYS):
                 raise
@@ -207,6 +220,17 @@ def shuttle(sock: socket.socket, options: NetcatOptions, stdin: int, stdout: int
     watchdog = _start_watchdog(sock, activity, options.timeout)
     try:
         pump_out(sock, stdout, activity, plain=plain)
+        # The peer closed its side, but it may only have half-closed (as
+        # ``wirekit listen < /dev/null`` does) and still read: send the rest of
+        # stdin rather than drop it, while stdin keeps delivering. A terminal,
+        # or a pipe quiet for PEER_EOF_LINGER seconds, may never deliver again:
+        # stop then, as ncat does at once.
+        while sender.is_alive() and not os.isatty(stdin):
+            if watchdog is not None and watchdog.fired:
+                break
+            if time.monotonic() - activity.last > PEER_EOF_LINGER:
+                break
+            sender.join(0.1)
     except OSError as exc:
         if watchdog is not None and watchdog.fired:
             raise PeerError(f"idle for {options.timeout:g} s; closing") from None
@@ -233,7 +257,13 @@ class _Watchdog(threading.Thread):
         self._stop_event = threading.Event()
 
     def run(self) -> None:
+        queued = _unsent(self.sock)
         while not self._stop_event.wait(min(self.timeout, 0.5)):
+            # Bytes leaving the kernel's send queue are traffic too: a peer that
+            # reads slowly what we sent is not idle.
+            if (now_queued := _unsent(self.sock)) != queued:
+                queued = now_queued
+                self.activity.touch()
             if time.monotonic() - self.activity.last > self.timeout:
                 self.fired = True
                 with contextlib.suppress(OSError):
@@ -242,6 +272,15 @@ class _Watchdog(threading.Thread):
 
     def stop(self) -> None:
         self._stop_event.set()
+
+
+def _unsent(sock: socket.socket) -> int:
+    """Bytes the kernel still holds for the peer (Linux SIOCOUTQ), or -1."""
+    try:
+        raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    except (OSError, ValueError):
+        return -1
+    return int.from_bytes(raw, sys.byteorder, signed=True)
 
 
 def _start_watchdog(

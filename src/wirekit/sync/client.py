@@ -81,14 +81,25 @@ class Connection:
         try:
             self._sock.sendall(data)
         except TimeoutError:
-            raise TimeoutError(f"peer did not accept data within {self.timeout:g} s") from None
+            # Part of a frame may be on the wire: the stream cannot be resumed.
+            text = f"peer did not accept data within {self.timeout:g} s"
+            if self._exc is None:
+                self._exc = ConnectionClosed(ErrorCode.GOING_AWAY, f"{text}; connection dropped")
+            self._sock.close()
+            raise TimeoutError(text) from None
         except OSError as exc:
             raise self._lost(exc) from None
 
     def _sendall_parts(self, head: bytes, data: bytes) -> None:
         # One sendmsg for head + payload; fall back to sendall for the rest.
+        if isinstance(self._sock, ssl_module.SSLSocket):  # TLS sockets have no sendmsg
+            self._sendall(head)
+            self._sendall(data)
+            return
         try:
             sent = self._sock.sendmsg([head, data])
+        except TimeoutError:
+            raise TimeoutError(f"peer did not accept data within {self.timeout:g} s") from None
         except OSError as exc:
             raise self._lost(exc) from None
         if sent < len(head):
@@ -128,7 +139,7 @@ class Connection:
 
     def _read(self, timeout: float | None = -1.0) -> None:
         if self._exc is not None:
-            raise self._exc
+            raise self._exc.with_traceback(None)
         sock = self._sock
         if timeout != -1.0:
             sock.settimeout(timeout)
@@ -171,7 +182,7 @@ class Connection:
                 sock.sendall(proto.data_to_send())
         if self._exc is not None and not self._inbox:
             self._sock.close()
-            raise self._exc
+            raise self._exc.with_traceback(None)
 
     def _lost(self, exc: OSError) -> ConnectionClosed:
         if self._exc is None:
@@ -262,6 +273,9 @@ def connect(
     try:
         conn._flush()
         conn.wait_handshake()
+    except TimeoutError:
+        sock.close()  # the same error as the asyncio connect()
+        raise connect_error(address, TimeoutError(f"no answer within {timeout:g} s")) from None
     except BaseException:
         sock.close()
         raise

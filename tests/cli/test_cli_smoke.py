@@ -1,0 +1,246 @@
+"""One run of each command as a user types it: ``wirekit serve`` (all services on
+their default ports, and one service on a port it picks), ``wirekit connect``,
+``wirekit listen``, stopping ``serve`` with SIGINT and SIGTERM, ``python -m wirekit``."""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import wirekit
+from wirekit.addr import parse_address
+
+DEFAULT_PORTS = {"echo": 7007, "daytime": 7013, "time": 7037}
+DAYTIME = r"\w+, \w+ \d\d, \d{4} \d\d:\d\d:\d\d-\S*\r\n"
+
+
+def _ports_free(ports: list[int]) -> bool:
+    for port in ports:
+        for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+            with socket.socket(socket.AF_INET, kind) as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    return False
+    return True
+
+
+def _rdate_time(output: str) -> float:
+    match = re.search(r"\w{3} (\w{3}) +(\d+) (\d\d:\d\d:\d\d) \S+ (\d{4})", output)
+    assert match, output
+    month, day, clock, year = match.groups()
+    return time.mktime(time.strptime(f"{month} {int(day)} {clock} {year}", "%b %d %H:%M:%S %Y"))
+
+
+def test_serve_everything_on_default_ports(served: Callable[..., Any]) -> None:
+    busy = "a default port (7007, 7013, 7037; tcp or udp) is busy on 127.0.0.1"
+    if not _ports_free(list(DEFAULT_PORTS.values())):
+        pytest.skip(busy)
+    try:
+        proc, rows = served([], rows=6)
+    except AssertionError as exc:
+        if "already in use" in str(exc):  # taken since the check
+            pytest.skip(busy)
+        raise
+    assert proc.stdout.startswith(f"wirekit {wirekit.__version__} serving on ")
+    assert "Ctrl-C to stop" in proc.stdout.splitlines()[0]
+    expected = [
+        (name, f"{scheme}://127.0.0.1:{port}")
+        for name, port in DEFAULT_PORTS.items()
+        for scheme in ("tcp", "udp")
+    ]
+    assert [(name, endpoint) for name, endpoint, _ in rows] == expected
+
+    # Each row's command is ready to paste: run them all, at once.
+    inputs = {"echo": b"paste me\n", "daytime": b"\n", "time": b""}
+    runs = []
+    for name, endpoint, hint in rows:
+        argv = shlex.split(hint)
+        if argv[0] == "rdate" and shutil.which("rdate") is None:
+            continue  # the hint is still checked below
+        runs.append(
+            (
+                name,
+                endpoint,
+                argv,
+                subprocess.Popen(
+                    argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+                ),
+            )
+        )
+    port = DEFAULT_PORTS["time"]
+    assert rows[4][2] == f"rdate -p -o {port} 127.0.0.1"
+    assert rows[5][2] == f"rdate -p -u -o {port} 127.0.0.1"
+    assert rows[0][2] == "wirekit connect 127.0.0.1:7007"
+    assert rows[1][2] == "wirekit connect udp://127.0.0.1:7007"
+    for name, endpoint, argv, run in runs:
+        out, err = run.communicate(inputs[name], timeout=10)
+        assert run.returncode == 0, (argv, err)
+        if name == "echo":
+            assert out == b"paste me\n", endpoint
+        elif name == "daytime":
+            assert re.fullmatch(DAYTIME, out.decode()), (endpoint, out)
+        else:
+            assert abs(_rdate_time(out.decode()) - time.time()) < 5, (endpoint, out)
+
+    proc.proc.send_signal(signal.SIGINT)
+    assert proc.wait() == 0
+    assert proc.stderr == "wirekit: shutting down\n"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_serve_echo_on_a_picked_port_and_stop(
+    sig: signal.Signals, served: Callable[..., Any], tmp_path: Path
+) -> None:
+    sock_path = tmp_path / "echo.sock"
+    proc, rows = served(
+        ["echo", "--listen", ":0", "--listen", "udp://:0", "--listen", f"unix:{sock_path}"],
+        rows=3,
+    )
+    (_, tcp, tcp_hint), (_, udp, udp_hint), (_, unix, unix_hint) = rows
+    tcp_addr, udp_addr = parse_address(tcp), parse_address(udp)
+    assert tcp_addr.port != 0 and udp_addr.port != 0
+    assert tcp_hint == f"wirekit connect 127.0.0.1:{tcp_addr.port}"
+    assert udp_hint == f"wirekit connect udp://127.0.0.1:{udp_addr.port}"
+    assert (unix, unix_hint) == (f"unix:{sock_path}", f"wirekit connect unix:{sock_path}")
+
+    with socket.create_connection(("127.0.0.1", tcp_addr.port), timeout=5) as conn:
+        conn.sendall(b"echo me\n")
+        conn.shutdown(socket.SHUT_WR)
+        assert conn.recv(100) == b"echo me\n"
+
+    started = time.monotonic()
+    proc.proc.send_signal(sig)
+    assert proc.wait() == 0
+    assert time.monotonic() - started < 3
+    assert proc.stderr == "wirekit: shutting down\n"
+    assert not sock_path.exists(), "serve left its unix socket file behind"
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", tcp_addr.port), timeout=5).close()
+
+
+def test_serve_echo_upper_stamp_flags(served: Callable[..., Any]) -> None:
+    _, rows = served(["echo", "--upper", "--stamp", "--listen", ":0"], rows=1)
+    addr = parse_address(rows[0][1])
+    with socket.create_connection((addr.host, addr.port), timeout=5) as conn:
+        conn.sendall(b"hi\n")
+        conn.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := conn.recv(100):
+            data += chunk
+    assert re.fullmatch(rb"\[\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}\] HI\n", data), data
+
+
+def test_connect(wirekit: Callable[..., Any]) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        proc = wirekit(["connect", f"127.0.0.1:{port}"], stdin=subprocess.PIPE)
+        server.settimeout(5)
+        conn, _ = server.accept()
+        with conn:
+            conn.settimeout(5)
+            conn.sendall(b"welcome\n")
+            proc.expect(r"^welcome\n")
+            proc.proc.stdin.write(b"thanks\n")
+            proc.proc.stdin.close()  # EOF: connect half-closes
+            data = b""
+            while chunk := conn.recv(100):
+                data += chunk
+            assert data == b"thanks\n"
+            conn.sendall(b"bye\n")
+    assert proc.wait() == 0
+    assert (proc.stdout, proc.stderr) == ("welcome\nbye\n", "")
+
+
+def test_listen(wirekit: Callable[..., Any]) -> None:
+    proc = wirekit(["listen", ":0"], stdin=subprocess.PIPE)
+    line = proc.expect(r"^wirekit: listening on (tcp://127\.0\.0\.1:(\d+))$", err=True)
+    port = int(line.group(2))
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        conn.sendall(b"knock knock\n")
+        proc.expect(r"^knock knock\n")
+        proc.proc.stdin.write(b"who is there\n")
+        proc.proc.stdin.close()
+        conn.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := conn.recv(100):
+            data += chunk
+    assert data == b"who is there\n"
+    assert proc.wait() == 0
+    assert proc.stdout == "knock knock\n"
+
+
+def test_listen_verbose_names_the_peer(wirekit: Callable[..., Any]) -> None:
+    proc = wirekit(["listen", "-v", ":0"])
+    port = int(proc.expect(r"listening on tcp://127\.0\.0\.1:(\d+)", err=True).group(1))
+    with socket.create_connection(("127.0.0.1", port), timeout=5, source_address=("127.0.0.3", 0)):
+        proc.expect(r"^wirekit: connection from \('127\.0\.0\.3', \d+\)$", err=True)
+    assert proc.wait() == 0
+
+
+def test_python_dash_m_version() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "wirekit", "--version"], capture_output=True, text=True, timeout=10
+    )
+    assert (done.returncode, done.stdout) == (0, f"wirekit {wirekit.__version__}\n")
+
+
+def test_python_dash_m_runs_a_command(tmp_path: Path) -> None:
+    """``python -m wirekit`` is the whole command, exit codes included."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        port = holder.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "wirekit", "connect", f"127.0.0.1:{port}"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    assert done.returncode == 1
+    assert done.stderr.startswith("wirekit: cannot connect to")
+
+
+def test_serve_stops_cleanly_on_a_signal_right_after_the_table() -> None:
+    """The table says Ctrl-C to stop: from the moment it shows, a signal must stop
+    the server gracefully (not kill it). Several servers, each signalled as soon as
+    its table appears."""
+    procs = [
+        subprocess.Popen(
+            ["wirekit", "serve", "echo", "--listen", ":0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(8)
+    ]
+    try:
+        for i, proc in enumerate(procs):
+            assert proc.stdout is not None
+            fd, seen, deadline = proc.stdout.fileno(), b"", time.monotonic() + 10
+            while b"\necho " not in seen:
+                ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+                assert ready, f"no table within 10 s: {seen!r}"
+                chunk = os.read(fd, 4096)
+                assert chunk, f"serve ended before its table: {seen!r}"
+                seen += chunk
+            proc.send_signal(signal.SIGTERM if i % 2 else signal.SIGINT)
+        for proc in procs:
+            _, err = proc.communicate(timeout=10)
+            assert (proc.returncode, err) == (0, b"wirekit: shutting down\n")
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
