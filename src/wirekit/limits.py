@@ -49,10 +49,23 @@ class Limits:
             value = getattr(self, field.name)
             if value < 0:
                 raise ValueError(f"limit {field.name} must not be negative, got {value}")
+        for name in _POSITIVE:
+            if getattr(self, name) == 0:
+                raise ValueError(f"limit {name} must be at least 1, got 0")
         if not 0 < self.max_frame_size < 2**32:
             raise ValueError(
                 f"limit max_frame_size must be between 1 and {2**32 - 1}, got {self.max_frame_size}"
             )
 
+
+#: Sizes and counts for which 0 would make the service unusable (timeouts may be 0 = never).
+_POSITIVE = (
+    "max_connections",
+    "max_connections_per_ip",
+    "write_high_water",
+    "read_high_water",
+    "max_line_length",
+    "max_datagram_size",
+)
 
 DEFAULT_LIMITS = Limits()

@@ -175,16 +175,24 @@ class RawServer:
                     stream.transport.write(f"wirekit: idle for {idle:g} s; closing\r\n".encode())
                     stream.transport.close()
 
-    async def close(self, grace: float | None = None) -> None:
-        """Stop listening; give open streams ``grace`` seconds, then close them."""
+    async def close(self, grace: float | None = None, hurry: asyncio.Event | None = None) -> None:
+        """Stop listening and close every stream once its queued output is sent.
+
+        Streams whose peer does not read within ``grace`` seconds (default
+        ``Limits.shutdown_grace``), or all of them once ``hurry`` is set, are
+        aborted."""
         for server in self._servers:
             server.close()
         for transport in self._datagrams:
             transport.close()
+        for stream in list(self.streams):
+            stream.transport.close()  # flushes what is queued, then closes
         grace = self.limits.shutdown_grace if grace is None else grace
         deadline = self.loop.time() + grace
         while self.streams and self.loop.time() < deadline:
-            await asyncio.sleep(0.05)
+            if hurry is not None and hurry.is_set():
+                break
+            await asyncio.sleep(0.02)
         for stream in list(self.streams):
             stream.transport.abort()
         if self._sweeper is not None:

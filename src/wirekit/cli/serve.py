@@ -124,9 +124,10 @@ async def _serve(
 ) -> int:
     servers: list[RawServer] = []
     rows: list[tuple[str, Address, str]] = []
-    try:
-        # Catch the signals before the table says "Ctrl-C to stop".
-        with _stop_on_signal() as stop:
+    # Catch the signals before the table says "Ctrl-C to stop", and keep them
+    # through the shutdown: a second signal cuts the grace period short.
+    with _stop_on_signal() as (stop, hurry):
+        try:
             for spec, addrs in plan:
                 server = spec.make(options, limits)
                 servers.append(server)
@@ -135,9 +136,9 @@ async def _serve(
                     rows.append((spec.name, bound, spec.client_hint(bound)))
             _print_table(rows)
             await stop.wait()
-        print("wirekit: shutting down", file=sys.stderr, flush=True)
-    finally:
-        await asyncio.gather(*(s.close() for s in servers))
+            print("wirekit: shutting down", file=sys.stderr, flush=True)
+        finally:
+            await asyncio.gather(*(s.close(hurry=hurry) for s in servers))
     return 0
 
 
@@ -151,20 +152,19 @@ def _print_table(rows: list[tuple[str, Address, str]]) -> None:
 
 
 @contextlib.contextmanager
-def _stop_on_signal() -> Iterator[asyncio.Event]:
-    """Set the event on SIGINT or SIGTERM (graceful stop); a second signal exits at once."""
+def _stop_on_signal() -> Iterator[tuple[asyncio.Event, asyncio.Event]]:
+    """``stop`` is set by the first SIGINT/SIGTERM (graceful stop), ``hurry`` by
+    the second (close every connection now)."""
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
+    stop, hurry = asyncio.Event(), asyncio.Event()
 
     def on_signal() -> None:
-        if stop.is_set():
-            raise SystemExit(130)
-        stop.set()
+        (hurry if stop.is_set() else stop).set()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
     try:
-        yield stop
+        yield stop, hurry
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

@@ -74,7 +74,9 @@ class LineStamper:
         if end:
             prefix = stamp_prefix()
             max_line = self.max_line
-            for line in bytes(buf[:end]).splitlines(keepends=True):
+            # Lines end at "\n" only (a lone "\r" is data, as telnet sends "\r\n").
+            for line in bytes(buf[:end]).split(b"\n")[:-1]:
+                line += b"\n"
                 # Cut long lines as a partial line is cut below, so the pieces do
                 # not depend on how the stream was split into reads.
                 for start in range(0, len(line), max_line):
@@ -165,11 +167,9 @@ class DatagramService(asyncio.DatagramProtocol):
         limit = self.server.limits.max_datagram_size
         if len(data) > limit:
             log.info("refused datagram of %d bytes from %s", len(data), addr)
-            # Shorter than what was sent: never an amplifier.
-            self.transport.sendto(
-                f"wirekit: datagram of {len(data)} bytes exceeds limit of {limit} bytes\n".encode(),
-                addr,
-            )
+            error = f"wirekit: datagram of {len(data)} bytes exceeds limit of {limit} bytes\n"
+            if len(error) <= len(data):  # never an amplifier: the reply is not longer
+                self.transport.sendto(error.encode(), addr)
             return
         self.transport.sendto(self.answer(data), addr)
 
