@@ -1,16 +1,12 @@
-"""Shared pieces of every listener: connection admission and Unix socket files."""
+"""Connection admission shared by every listener."""
 
 from __future__ import annotations
 
-import os
-import socket
-import stat
 from typing import Any
 
-from ..errors import ListenError
 from ..limits import Limits
 
-__all__ = ["Admission", "peer_ip", "prepare_unix_path", "unlink_socket"]
+__all__ = ["Admission", "peer_ip"]
 
 
 class Admission:
@@ -51,33 +47,3 @@ def peer_ip(peer: Any) -> str:
     if isinstance(peer, tuple) and peer:
         return str(peer[0])
     return "unix"
-
-
-def prepare_unix_path(path: str) -> None:
-    """Remove a stale socket file left by a dead server; refuse a live one."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(st.st_mode):
-        raise ListenError(f"cannot bind unix socket {path}: a non-socket file is in the way")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.settimeout(1.0)
-        probe.connect(path)
-    except (ConnectionRefusedError, FileNotFoundError):
-        unlink_socket(path)
-    except OSError:
-        pass
-    else:
-        raise ListenError(f"unix socket {path} is already in use (another server is listening)")
-    finally:
-        probe.close()
-
-
-def unlink_socket(path: str) -> None:
-    try:
-        if stat.S_ISSOCK(os.lstat(path).st_mode):
-            os.unlink(path)
-    except OSError:
-        pass

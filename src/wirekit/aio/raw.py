@@ -20,7 +20,8 @@ from ..addr import Address
 from ..errors import ListenError
 from ..limits import DEFAULT_LIMITS, Limits
 from ..neterrors import bind_error
-from .listening import Admission, peer_ip, prepare_unix_path, unlink_socket
+from ..unixsock import prepare_unix_path, unlink_socket
+from .listening import Admission, peer_ip
 
 __all__ = ["RawServer", "RawStream"]
 

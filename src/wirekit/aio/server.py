@@ -18,8 +18,9 @@ from ..errors import ConnectionClosed, ErrorCode, ListenError, RemoteProtocolErr
 from ..limits import DEFAULT_LIMITS, Limits
 from ..neterrors import bind_error
 from ..proto import FrameConnection, Message, MessageCodec, Role, State
+from ..unixsock import prepare_unix_path, unlink_socket
 from .connection import Connection
-from .listening import Admission, peer_ip, prepare_unix_path, unlink_socket
+from .listening import Admission, peer_ip
 
 __all__ = ["Handler", "Server", "serve"]
 

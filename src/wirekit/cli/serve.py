@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import logging
-import signal
-import sys
-from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .. import __version__
 from ..addr import Address, parse_address
-from ..aio import loop as aio_loop
-from ..aio.raw import RawServer
 from ..errors import ListenError
 from ..limits import DEFAULT_LIMITS, Limits
-from ..services import SERVICES, ServiceSpec
-from ..services.classic import ClassicOptions
+from ..services import SERVICES, ClassicOptions, ServiceSpec
+
+if TYPE_CHECKING:
+    pass
 
 log = logging.getLogger("wirekit.server")
 
@@ -97,7 +91,10 @@ def run(args: argparse.Namespace) -> int:
     )
     plan = _plan(args)
     options = ClassicOptions(upper=args.upper, stamp=args.stamp)
-    return aio_loop.run(_serve(plan, options, limits))
+    from ..aio import loop as aio_loop  # asyncio and uvloop load only to serve
+    from .serving import serve_plan
+
+    return aio_loop.run(serve_plan(plan, options, limits))
 
 
 def _plan(args: argparse.Namespace) -> list[tuple[ServiceSpec, list[Address]]]:
@@ -117,54 +114,3 @@ def _plan(args: argparse.Namespace) -> list[tuple[ServiceSpec, list[Address]]]:
 
 def _bracket(host: str) -> str:
     return f"[{host}]" if ":" in host else host
-
-
-async def _serve(
-    plan: list[tuple[ServiceSpec, list[Address]]], options: ClassicOptions, limits: Limits
-) -> int:
-    servers: list[RawServer] = []
-    rows: list[tuple[str, Address, str]] = []
-    # Catch the signals before the table says "Ctrl-C to stop", and keep them
-    # through the shutdown: a second signal cuts the grace period short.
-    with _stop_on_signal() as (stop, hurry):
-        try:
-            for spec, addrs in plan:
-                server = spec.make(options, limits)
-                servers.append(server)
-                for addr in addrs:
-                    bound = await server.listen(addr)
-                    rows.append((spec.name, bound, spec.client_hint(bound)))
-            _print_table(rows)
-            await stop.wait()
-            print("wirekit: shutting down", file=sys.stderr, flush=True)
-        finally:
-            await asyncio.gather(*(s.close(hurry=hurry) for s in servers))
-    return 0
-
-
-def _print_table(rows: list[tuple[str, Address, str]]) -> None:
-    width = max(len(str(addr)) for _, addr, _ in rows)
-    lines = [f"wirekit {__version__} serving on {aio_loop.loop_name()}; Ctrl-C to stop", ""]
-    lines.append(f"{'SERVICE':<8} {'ENDPOINT':<{width}}  TRY")
-    for name, addr, hint in rows:
-        lines.append(f"{name:<8} {addr!s:<{width}}  {hint}")
-    print("\n".join(lines), flush=True)
-
-
-@contextlib.contextmanager
-def _stop_on_signal() -> Iterator[tuple[asyncio.Event, asyncio.Event]]:
-    """``stop`` is set by the first SIGINT/SIGTERM (graceful stop), ``hurry`` by
-    the second (close every connection now)."""
-    loop = asyncio.get_running_loop()
-    stop, hurry = asyncio.Event(), asyncio.Event()
-
-    def on_signal() -> None:
-        (hurry if stop.is_set() else stop).set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
-    try:
-        yield stop, hurry
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)

@@ -1,16 +1,28 @@
-"""Services: each a server (and, where it has one, a client)."""
+"""Services: each a server (and, where it has one, a client).
+
+This registry is light on purpose: a service's module (and asyncio) is
+imported only when the service is started.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..addr import Address
-from ..aio.raw import RawServer
 from ..limits import Limits
-from .classic import ClassicOptions, daytime_server, echo_server, time_server
 
-__all__ = ["SERVICES", "ServiceSpec"]
+if TYPE_CHECKING:
+    from ..aio.raw import RawServer
+
+__all__ = ["SERVICES", "ClassicOptions", "ServiceSpec"]
+
+
+@dataclass(frozen=True, slots=True)
+class ClassicOptions:
+    upper: bool = False
+    stamp: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,23 +43,28 @@ class ServiceSpec:
         return f"wirekit connect {addr}"
 
 
+def _echo(options: ClassicOptions, limits: Limits) -> RawServer:
+    from .classic import echo_server
+
+    return echo_server(options, limits=limits)
+
+
+def _daytime(_options: ClassicOptions, limits: Limits) -> RawServer:
+    from .classic import daytime_server
+
+    return daytime_server(limits=limits)
+
+
+def _time(_options: ClassicOptions, limits: Limits) -> RawServer:
+    from .classic import time_server
+
+    return time_server(limits=limits)
+
+
 SERVICES: dict[str, ServiceSpec] = {
     "echo": ServiceSpec(
-        "echo",
-        7007,
-        "RFC 862 echo; --upper and --stamp as the classic servers",
-        lambda options, limits: echo_server(options, limits=limits),
+        "echo", 7007, "RFC 862 echo; --upper and --stamp as the classic servers", _echo
     ),
-    "daytime": ServiceSpec(
-        "daytime",
-        7013,
-        "RFC 867 daytime: the date as text",
-        lambda _options, limits: daytime_server(limits=limits),
-    ),
-    "time": ServiceSpec(
-        "time",
-        7037,
-        "RFC 868 time: 32-bit seconds since 1900 (rdate)",
-        lambda _options, limits: time_server(limits=limits),
-    ),
+    "daytime": ServiceSpec("daytime", 7013, "RFC 867 daytime: the date as text", _daytime),
+    "time": ServiceSpec("time", 7037, "RFC 868 time: 32-bit seconds since 1900 (rdate)", _time),
 }

@@ -13,10 +13,10 @@ import asyncio
 import logging
 import struct
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from ..aio.raw import RawServer, RawStream
+from . import ClassicOptions
 
 __all__ = [
     "STAMP_PAUSE",
@@ -34,12 +34,6 @@ log = logging.getLogger("wirekit.services")
 STAMP_PAUSE = 0.05
 #: RFC 868: seconds from 1900-01-01 to the Unix epoch.
 RFC868_OFFSET = 2_208_988_800
-
-
-@dataclass(frozen=True, slots=True)
-class ClassicOptions:
-    upper: bool = False
-    stamp: bool = False
 
 
 def stamp_prefix() -> bytes:

@@ -31,9 +31,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..addr import Address
-from ..aio.listening import prepare_unix_path
 from ..errors import ConnectError, WirekitError
 from ..neterrors import bind_error, connect_error
+from ..unixsock import prepare_unix_path
 
 __all__ = ["NetcatOptions", "run_connect", "run_listen"]
 
