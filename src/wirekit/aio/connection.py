@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -37,7 +36,7 @@ from ..proto import (
     State,
 )
 
-__all__ = ["Connection", "Received"]
+__all__ = ["Connection", "MessageHandler", "Received"]
 
 log = logging.getLogger("wirekit.connection")
 
@@ -48,6 +47,32 @@ Received = bytes | Message | Event
 # Payloads at least this big skip the coalescing buffer and are handed to the
 # transport as they are (no copy); smaller ones are batched.
 _DIRECT_WRITE = 16 * 1024
+
+
+class MessageHandler:
+    """A callback-style handler: ``serve(MyHandler(), addr)``.
+
+    One instance serves every connection and no task is created per
+    connection, so an idle connection costs least and a message is answered
+    in the same loop turn it arrives in. Writes made in a callback are sent
+    with one syscall when the callback returns. Keep per-connection state in
+    ``conn.state``. A callback that raises closes its connection with
+    INTERNAL_ERROR; the server goes on.
+    """
+
+    def connection_open(self, conn: Connection) -> None:
+        """The hello is done; ``conn`` may send."""
+
+    def messages_received(self, conn: Connection, messages: list[Received]) -> None:
+        """Every message of one read, in order; calls message_received for each."""
+        for message in messages:
+            self.message_received(conn, message)
+
+    def message_received(self, conn: Connection, message: Received) -> None:
+        """One DATA payload (bytes) or Message."""
+
+    def connection_closed(self, conn: Connection, exc: BaseException | None) -> None:
+        """The connection is gone; ``exc`` says why (a ConnectionClosed for a clean close)."""
 
 
 class Connection(asyncio.Protocol):
@@ -63,11 +88,14 @@ class Connection(asyncio.Protocol):
         "_drain_waiter",
         "_exc",
         "_flush_pending",
+        "_handler",
         "_handshake",
         "_inbox",
         "_last_activity",
         "_loop",
         "_on_close",
+        "_pending",
+        "_pending_size",
         "_pong",
         "_pos",
         "_queued",
@@ -75,10 +103,11 @@ class Connection(asyncio.Protocol):
         "_transport",
         "_waiter",
         "_write_paused",
+        "ip",
         "limits",
         "opened_at",
-        "peer",
         "proto",
+        "state",
     )
 
     def __init__(
@@ -106,18 +135,21 @@ class Connection(asyncio.Protocol):
         self._read_paused = False
         self._write_paused = False
         self._on_close = on_close
-        self.peer: Any = None
+        self._handler: MessageHandler | None = None
+        self._pending: list[bytes] | None = None  # large frames queued without copying
+        self._pending_size = 0
+        #: Free for the application (e.g. a MessageHandler's per-connection state).
+        self.state: Any = None
+        #: The peer's IP address ("unix" for Unix sockets), set by servers.
+        self.ip = ""
         self.opened_at = self._last_activity = self._loop.time()
 
     # -- asyncio.Protocol callbacks -----------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # TCP_NODELAY is already set: uvloop and asyncio both set it on TCP
+        # transports, so small frames never wait for Nagle + delayed ACK.
         self._transport = transport  # type: ignore[assignment]
-        self.peer = transport.get_extra_info("peername")
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            # Small frames must not wait for Nagle + delayed ACK (~40-90 ms).
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         transport.set_write_buffer_limits(high=self.limits.write_high_water)
         if self.proto._out:
             transport.write(self.proto.data_to_send())
@@ -130,6 +162,9 @@ class Connection(asyncio.Protocol):
         if proto.controls != controls or proto._out:
             events = self._control_events(events)
         if events:
+            if self._handler is not None:
+                self._dispatch(self._handler, events)
+                return
             self._inbox += events
             self._queued += len(data)
             if self._queued > self.limits.read_high_water and not self._read_paused:
@@ -140,6 +175,25 @@ class Connection(asyncio.Protocol):
                 self._waiter = None
                 if not waiter.done():
                     waiter.set_result(None)
+
+    def _dispatch(self, handler: MessageHandler, events: list[Any]) -> None:
+        """Hand one read's messages to a callback handler; its writes go out
+        in one syscall when it returns."""
+        pending = self._flush_pending
+        self._flush_pending = True
+        try:
+            handler.messages_received(self, events)
+        except (ConnectionClosed, LocalProtocolError) as exc:
+            log.debug("handler stopped for %s: %s", self.peer, exc)
+        except Exception as exc:
+            log.error("handler failed for %s: %r", self.peer, exc, exc_info=exc)
+            self.abort(ErrorCode.INTERNAL_ERROR, "internal server error")
+            return
+        finally:
+            self._flush_pending = pending
+        if not pending:
+            with contextlib.suppress(ConnectionClosed):
+                self._flush()
 
     def eof_received(self) -> bool:
         self._control_events(self.proto.receive_eof())
@@ -158,6 +212,13 @@ class Connection(asyncio.Protocol):
         self._wake_all()
         if self._closed is not None and not self._closed.done():
             self._closed.set_result(None)
+        handler = self._handler
+        if handler is not None:
+            self._handler = None
+            try:
+                handler.connection_closed(self, self._exc)
+            except Exception as error:
+                log.error("connection_closed failed for %s: %r", self.peer, error, exc_info=error)
         if self._on_close is not None:
             self._on_close(self)
 
@@ -197,6 +258,7 @@ class Connection(asyncio.Protocol):
             elif type(event) is HelloReceived:
                 if self._handshake is not None and not self._handshake.done():
                     self._handshake.set_result(None)
+                self._opened()
             elif type(event) is ProtocolViolation:
                 self._fail(event.error)
             elif type(event) is ErrorReceived:
@@ -296,21 +358,41 @@ class Connection(asyncio.Protocol):
 
     def write(self, data: bytes) -> None:
         """Queue one DATA frame without waiting; call :meth:`drain` in loops."""
-        proto = self.proto
         if len(data) >= _DIRECT_WRITE:
-            self._flush()
-            head = proto.data_head(len(data))
-            if self._is_lost():
-                raise self._exc or ConnectionClosed(ErrorCode.GOING_AWAY, "connection lost")
-            self._transport.writelines((head, data))  # type: ignore[union-attr]
-            return
-        proto.send_data(data)
+            self._queue_direct(data)
+        else:
+            self.proto.send_data(data)
         self._schedule_flush()
 
     def write_many(self, payloads: Iterable[bytes]) -> None:
-        """Queue one DATA frame per payload: the fast path for many small messages."""
-        self.proto.send_many(payloads)
+        """Queue one DATA frame per payload: the fast path for many messages.
+
+        Small payloads are packed into one buffer; large ones (as decided by
+        the first) are queued as they are, without a copy."""
+        if not isinstance(payloads, list):
+            payloads = list(payloads)
+        if payloads and len(payloads[0]) >= _DIRECT_WRITE:
+            for data in payloads:
+                self._queue_direct(data)
+        else:
+            self.proto.send_many(payloads)
         self._schedule_flush()
+
+    def _queued_out(self) -> int:
+        """Bytes written but not yet handed to the transport."""
+        return len(self.proto._out) + self._pending_size
+
+    def _queue_direct(self, data: bytes) -> None:
+        """Queue a frame whose payload is passed to the transport uncopied."""
+        proto = self.proto
+        pending = self._pending
+        if pending is None:
+            pending = self._pending = []
+        if proto._out:
+            pending.append(proto.data_to_send())  # keep the order of frames
+        pending.append(proto.data_head(len(data)))
+        pending.append(data)
+        self._pending_size += len(data)
 
     def write_message(self, message: Message, channel: int = 0) -> None:
         self.proto.send_message(message, channel)
@@ -321,12 +403,12 @@ class Connection(asyncio.Protocol):
         self.write(data)
         # Small frames are coalesced in proto._out until the loop turns; a
         # loop of sends that never yields must still meet write_high_water.
-        if self._write_paused or len(self.proto._out) >= self.limits.write_high_water:
+        if self._write_paused or self._queued_out() >= self.limits.write_high_water:
             await self.drain()
 
     async def send_message(self, message: Message, channel: int = 0) -> None:
         self.write_message(message, channel)
-        if self._write_paused or len(self.proto._out) >= self.limits.write_high_water:
+        if self._write_paused or self._queued_out() >= self.limits.write_high_water:
             await self.drain()
 
     async def drain(self) -> None:
@@ -365,13 +447,24 @@ class Connection(asyncio.Protocol):
 
     def _flush(self) -> None:
         proto = self.proto
-        if proto._out:
-            transport = self._transport
-            if transport is None:
-                raise LocalProtocolError("connection is not open yet")
-            if transport.is_closing():
-                proto._out.clear()
-                raise self._exc or ConnectionClosed(ErrorCode.GOING_AWAY, "connection lost")
+        pending = self._pending
+        if not proto._out and not pending:
+            return
+        transport = self._transport
+        if transport is None:
+            raise LocalProtocolError("connection is not open yet")
+        if transport.is_closing():
+            proto._out.clear()
+            self._pending = None
+            self._pending_size = 0
+            raise self._exc or ConnectionClosed(ErrorCode.GOING_AWAY, "connection lost")
+        if pending:
+            if proto._out:
+                pending.append(proto.data_to_send())
+            self._pending = None
+            self._pending_size = 0
+            transport.writelines(pending)  # one writev for the whole turn
+        else:
             transport.write(proto.data_to_send())
 
     # -- closing -------------------------------------------------------------
@@ -407,6 +500,14 @@ class Connection(asyncio.Protocol):
         if self.proto._out:
             transport.write(self.proto.data_to_send())
         transport.close()
+
+    def _opened(self) -> None:
+        """The hello completed (servers start their handler here)."""
+
+    @property
+    def peer(self) -> Any:
+        """The peer's address as the socket reports it."""
+        return self.get_extra_info("peername")
 
     @property
     def closed(self) -> bool:

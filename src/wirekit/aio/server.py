@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl as ssl_module
+import sys
 from collections.abc import Awaitable, Callable, Iterable
 
 from ..addr import Address, parse_address
@@ -19,14 +20,15 @@ from ..limits import DEFAULT_LIMITS, Limits
 from ..neterrors import bind_error
 from ..proto import FrameConnection, Message, MessageCodec, Role, State
 from ..unixsock import prepare_unix_path, unlink_socket
-from .connection import Connection
+from .connection import Connection, MessageHandler
 from .listening import Admission, peer_ip
 
 __all__ = ["Handler", "Server", "serve"]
 
 log = logging.getLogger("wirekit.server")
 
-Handler = Callable[[Connection], Awaitable[None]]
+#: A coroutine function run once per connection, or a MessageHandler instance.
+Handler = Callable[[Connection], Awaitable[None]] | MessageHandler
 
 
 class Server:
@@ -145,7 +147,8 @@ class Server:
         if self._closing:
             conn.abort(ErrorCode.GOING_AWAY, "server shutting down")
             return False
-        refusal = self._admission.admit(peer_ip(conn.peer))
+        conn.ip = sys.intern(peer_ip(conn.peer))  # one string per address, not per connection
+        refusal = self._admission.admit(conn.ip)
         if refusal is not None:
             log.warning("refused %s: %s", conn.peer, refusal)
             conn.abort(ErrorCode.TOO_MANY_CONNECTIONS, refusal)
@@ -154,7 +157,16 @@ class Server:
         return True
 
     def _start_handler(self, conn: Connection) -> None:
-        task = asyncio.get_running_loop().create_task(self.handler(conn))
+        handler = self.handler
+        if isinstance(handler, MessageHandler):
+            conn._handler = handler  # no task: messages arrive by callback
+            try:
+                handler.connection_open(conn)
+            except Exception as exc:
+                log.error("connection_open failed for %s: %r", conn.peer, exc, exc_info=exc)
+                conn.abort(ErrorCode.INTERNAL_ERROR, "internal server error")
+            return
+        task = asyncio.get_running_loop().create_task(handler(conn))
         self._tasks.add(task)
         task.add_done_callback(lambda t: self._handler_done(conn, t))
 
@@ -177,7 +189,7 @@ class Server:
     def _forget(self, conn: Connection) -> None:
         if conn in self._connections:
             self._connections.discard(conn)
-            self._admission.release(peer_ip(conn.peer))
+            self._admission.release(conn.ip)
 
     async def _sweep(self) -> None:
         """Close connections past the hello or idle timeout (Limits)."""
@@ -223,10 +235,8 @@ class _ServerConnection(Connection):
         super().connection_made(transport)
         self._server._admit(self)
 
-    def data_received(self, data: bytes) -> None:
-        opening = self.proto.state is State.HELLO
-        super().data_received(data)
-        if opening and self.proto.state is State.OPEN and self in self._server._connections:
+    def _opened(self) -> None:
+        if self in self._server._connections:
             self._server._start_handler(self)
 
 

@@ -182,9 +182,12 @@ class FrameConnection:
         "_buf",
         "_codec",
         "_eof_channels",
+        "_have",
         "_max",
-        "_need",
         "_out",
+        "_parts",
+        "_plen",
+        "_pword",
         "close_code",
         "close_reason",
         "controls",
@@ -205,10 +208,11 @@ class FrameConnection:
         self.state = State.HELLO
         self._max = max_frame_size
         self._codec = codec if codec is not None else _DEFAULT_CODEC
-        self._buf = bytearray()  # unparsed input (a partial hello or frame)
-        self._need = 0  # bytes _buf must hold before parsing again (no rescans)
+        self._buf = bytearray()  # a partial hello or frame head
         self._out = bytearray()
-        self._eof_channels: set[int] = set()
+        self._eof_channels: set[int] | None = None  # made on the first EOF
+        self._parts: list[bytes] | None = None  # payload pieces of an unfinished frame
+        self._have = self._plen = self._pword = 0
         self.peer_max_frame_size: int | None = None
         self.error: RemoteProtocolError | None = None
         self.close_code: int | None = None
@@ -352,7 +356,7 @@ class FrameConnection:
                     events: list[Event] = []
                     self._not_wirekit(buffered[:16], events, eof=True)
                     return events
-            if self._buf or self.state is State.HELLO:
+            if self._buf or self._parts is not None or self.state is State.HELLO:
                 what = "hello" if self.peer_max_frame_size is None else "frame"
                 return self._fail(RemoteProtocolError(f"connection ended inside a {what}"))
             self.state = State.CLOSED
@@ -446,24 +450,22 @@ class FrameConnection:
         self.error = error
         self.state = State.FAILED
         self.close_code, self.close_reason = error.code, str(error)
+        self._parts = None
         events.append(ProtocolViolation(error))
         return events
 
     def _parse(self, data: bytes, events: list[Event]) -> None:
-        buf = self._buf
-        if buf:
-            buf += data
-            if len(buf) < self._need:
-                return  # the pending frame is still incomplete: do not rescan
-            data = bytes(buf)
-            buf.clear()
+        pos = 0
+        if self._parts is not None or self._buf:
+            pos = self._resume(data, events)
+            if pos < 0:
+                return
         unpack = HEAD.unpack_from
         limit = self._max
         # The fast path skips every check, so it closes once channel 0 has seen EOF.
-        fast = -1 if 0 in self._eof_channels else 0
+        fast = -1 if self._eof_channels and 0 in self._eof_channels else 0
         append = events.append
         end = len(data)
-        pos = 0
         # protocol.md §3: the length is checked before any payload is kept.
         while end - pos >= HEAD_SIZE:
             length, word = unpack(data, pos)
@@ -473,7 +475,12 @@ class FrameConnection:
             start = pos + HEAD_SIZE
             stop = start + length
             if stop > end:
-                break
+                # Keep the payload's first piece; later reads add theirs (no rescans).
+                self._parts = [data[start:]]
+                self._have = end - start
+                self._plen = length
+                self._pword = word
+                return
             if word == fast:
                 append(data[start:stop])
             elif not self._control(word, data[start:stop], events):
@@ -482,12 +489,42 @@ class FrameConnection:
                 fast = -1
             pos = stop
         if pos < end:
-            buf += data[pos:]
-            self._need = HEAD_SIZE
-            if end - pos >= HEAD_SIZE:
-                self._need += HEAD.unpack_from(data, pos)[0]
-        else:
-            self._need = 0
+            self._buf += data[pos:]  # a partial head, under 8 bytes
+
+    def _resume(self, data: bytes, events: list[Event]) -> int:
+        """Complete the frame a previous read left unfinished; return where the
+        next frame starts in ``data``, or -1 when ``data`` is used up (or the
+        connection ended)."""
+        pos = 0
+        if self._parts is None:
+            buf = self._buf
+            pos = HEAD_SIZE - len(buf)
+            buf += data[:pos]
+            if len(buf) < HEAD_SIZE:
+                return -1
+            length, word = HEAD.unpack(buf)
+            buf.clear()
+            if length > self._max:
+                self._fail(FrameTooLarge(length, self._max), events)
+                return -1
+            self._parts, self._have, self._plen, self._pword = [], 0, length, word
+        parts = self._parts
+        missing = self._plen - self._have
+        if len(data) - pos < missing:
+            if pos < len(data):
+                parts.append(data[pos:] if pos else data)
+            self._have += len(data) - pos
+            return -1
+        stop = pos + missing
+        parts.append(data[pos:stop] if pos or stop < len(data) else data)
+        payload = parts[0] if len(parts) == 1 else b"".join(parts)  # the one copy
+        self._parts = None
+        word = self._pword
+        if word == 0 and not (self._eof_channels and 0 in self._eof_channels):
+            events.append(payload)
+        elif not self._control(word, payload, events):
+            return -1
+        return stop if stop < len(data) else -1
 
     def _control(self, word: int, payload: bytes, events: list[Event]) -> bool:
         """Handle a frame off the fast path; False when the connection ended."""
@@ -508,7 +545,8 @@ class FrameConnection:
 
     def _decode_frame(self, ftype: FrameType, channel: int, payload: bytes) -> Event | None:
         if ftype in (FrameType.DATA, FrameType.EOF, FrameType.MESSAGE, FrameType.WINDOW):
-            if channel in self._eof_channels and ftype is not FrameType.WINDOW:
+            eofs = self._eof_channels
+            if eofs and channel in eofs and ftype is not FrameType.WINDOW:
                 raise RemoteProtocolError(
                     f"{ftype.name} frame on channel {channel} after its EOF", ErrorCode.WRONG_STATE
                 )
@@ -529,6 +567,8 @@ class FrameConnection:
         if ftype is FrameType.EOF:
             if payload:
                 raise RemoteProtocolError(f"EOF frame carries {len(payload)} bytes, must be empty")
+            if self._eof_channels is None:
+                self._eof_channels = set()
             self._eof_channels.add(channel)
             return ChannelEOF(channel)
         if ftype is FrameType.WINDOW:

@@ -65,9 +65,21 @@ class Connection:
         self._flush()
 
     def send_many(self, payloads: Iterable[bytes]) -> None:
-        """Send one DATA frame per payload, coalesced into as few syscalls as possible."""
-        self.proto.send_many(payloads)
+        """Send one DATA frame per payload in as few syscalls as possible: small
+        payloads are packed into one buffer, large ones (as decided by the first)
+        go out uncopied in one ``sendmsg`` per 1024 buffers."""
+        if not isinstance(payloads, list):
+            payloads = list(payloads)
+        if not payloads or len(payloads[0]) < _DIRECT_WRITE:
+            self.proto.send_many(payloads)
+            self._flush()
+            return
         self._flush()
+        buffers: list[bytes] = []
+        for data in payloads:
+            buffers.append(self.proto.data_head(len(data)))
+            buffers.append(data)
+        self._send_buffers(buffers)
 
     def send_message(self, message: Message, channel: int = 0) -> None:
         self.proto.send_message(message, channel)
@@ -81,32 +93,41 @@ class Connection:
         try:
             self._sock.sendall(data)
         except TimeoutError:
-            # Part of a frame may be on the wire: the stream cannot be resumed.
-            text = f"peer did not accept data within {self.timeout:g} s"
-            if self._exc is None:
-                self._exc = ConnectionClosed(ErrorCode.GOING_AWAY, f"{text}; connection dropped")
-            self._sock.close()
-            raise TimeoutError(text) from None
+            raise self._send_timed_out() from None
         except OSError as exc:
             raise self._lost(exc) from None
 
+    def _send_timed_out(self) -> TimeoutError:
+        # Part of a frame may be on the wire: the stream cannot be resumed.
+        text = f"peer did not accept data within {self.timeout:g} s"
+        if self._exc is None:
+            self._exc = ConnectionClosed(ErrorCode.GOING_AWAY, f"{text}; connection dropped")
+        self._sock.close()
+        return TimeoutError(text)
+
     def _sendall_parts(self, head: bytes, data: bytes) -> None:
-        # One sendmsg for head + payload; fall back to sendall for the rest.
+        self._send_buffers([head, data])
+
+    def _send_buffers(self, buffers: list[bytes]) -> None:
+        """Send every buffer, in order, with vectored writes where the socket has them."""
         if isinstance(self._sock, ssl_module.SSLSocket):  # TLS sockets have no sendmsg
-            self._sendall(head)
-            self._sendall(data)
+            for data in buffers:
+                self._sendall(data)
             return
-        try:
-            sent = self._sock.sendmsg([head, data])
-        except TimeoutError:
-            raise TimeoutError(f"peer did not accept data within {self.timeout:g} s") from None
-        except OSError as exc:
-            raise self._lost(exc) from None
-        if sent < len(head):
-            self._sendall(head[sent:])
-            self._sendall(data)
-        elif sent < len(head) + len(data):
-            self._sendall(memoryview(data)[sent - len(head) :])  # type: ignore[arg-type]
+        views = [memoryview(b) for b in buffers]
+        first = 0
+        while first < len(views):
+            try:
+                sent = self._sock.sendmsg(views[first : first + 1024])  # IOV_MAX
+            except TimeoutError:
+                raise self._send_timed_out() from None
+            except OSError as exc:
+                raise self._lost(exc) from None
+            while sent and sent >= len(views[first]):
+                sent -= len(views[first])
+                first += 1
+            if sent:
+                views[first] = views[first][sent:]
 
     # -- receiving -------------------------------------------------------------
 
