@@ -44,6 +44,9 @@ log = logging.getLogger("wirekit.connection")
 #: objects, and other channel events as their event objects.
 Received = bytes | Message | Event
 
+# An idle connection holds this shared empty tuple, not a list of its own.
+_NO_INBOX: tuple[()] = ()
+
 # Payloads at least this big skip the coalescing buffer and are handed to the
 # transport as they are (no copy); smaller ones are batched.
 _DIRECT_WRITE = 16 * 1024
@@ -122,7 +125,7 @@ class Connection(asyncio.Protocol):
         self.limits = limits
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
-        self._inbox: list[Any] = []
+        self._inbox: list[Any] | tuple[()] = _NO_INBOX  # a list once messages queue
         self._pos = 0
         self._queued = 0
         self._waiter: asyncio.Future[None] | None = None
@@ -165,7 +168,10 @@ class Connection(asyncio.Protocol):
             if self._handler is not None:
                 self._dispatch(self._handler, events)
                 return
-            self._inbox += events
+            if self._inbox:
+                self._inbox += events  # type: ignore[operator]
+            else:
+                self._inbox = events
             self._queued += len(data)
             if self._queued > self.limits.read_high_water and not self._read_paused:
                 self._read_paused = True
@@ -306,7 +312,7 @@ class Connection(asyncio.Protocol):
                 item = inbox[pos]
                 pos += 1
                 if pos == len(inbox):
-                    inbox.clear()
+                    self._inbox = _NO_INBOX
                     self._pos = 0
                     self._consumed()
                 else:
@@ -319,11 +325,8 @@ class Connection(asyncio.Protocol):
         while True:
             inbox = self._inbox
             if self._pos < len(inbox):
-                if self._pos:
-                    batch = inbox[self._pos :]
-                    inbox.clear()
-                else:
-                    batch, self._inbox = inbox, []
+                batch = inbox[self._pos :] if self._pos else inbox
+                self._inbox = _NO_INBOX
                 self._pos = 0
                 self._consumed()
                 return batch

@@ -228,12 +228,16 @@ class _ServerConnection(Connection):
     __slots__ = ("_server",)
 
     def __init__(self, server: Server, proto: FrameConnection) -> None:
-        super().__init__(Role.SERVER, server.limits, proto=proto, on_close=server._forget)
+        super().__init__(Role.SERVER, server.limits, proto=proto)
         self._server = server
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self._server._admit(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._server._forget(self)  # no bound method kept per connection
 
     def _opened(self) -> None:
         if self in self._server._connections:

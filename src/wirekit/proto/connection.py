@@ -208,7 +208,7 @@ class FrameConnection:
         self.state = State.HELLO
         self._max = max_frame_size
         self._codec = codec if codec is not None else _DEFAULT_CODEC
-        self._buf = bytearray()  # a partial hello or frame head
+        self._buf = b""  # a partial hello or frame head (rare, small: bytes, no buffer)
         self._out = bytearray()
         self._eof_channels: set[int] | None = None  # made on the first EOF
         self._parts: list[bytes] | None = None  # payload pieces of an unfinished frame
@@ -377,17 +377,16 @@ class FrameConnection:
 
     def _receive_hello(self, data: bytes, events: list[Event]) -> None:
         self.controls += 1
-        buf = self._buf
-        buf += data
-        prefix = bytes(buf[: len(MAGIC)])
+        buf = self._buf = self._buf + data
+        prefix = buf[: len(MAGIC)]
         if not MAGIC.startswith(prefix):
             self._not_wirekit(bytes(buf[:16]), events)
             return
         if len(buf) < HELLO_SIZE:
             return
         __magic, version, flags, reserved, peer_max = HELLO.unpack_from(buf)
-        rest = bytes(buf[HELLO_SIZE:])
-        buf.clear()
+        rest = buf[HELLO_SIZE:]
+        self._buf = b""
         if version != VERSION:
             self._fail(
                 BadHello(
@@ -404,7 +403,7 @@ class FrameConnection:
             if self.role is Role.SERVER:
                 self._out += encode_hello(self._max)
             self.state = State.OPEN
-        self.peer_max_frame_size = peer_max
+        self.peer_max_frame_size = self._max if peer_max == self._max else peer_max
         events.append(HelloReceived(version, peer_max))
         if rest:
             self._parse(rest, events)
@@ -432,7 +431,7 @@ class FrameConnection:
             error = BadHello(f"server refused the connection: {text}", ErrorCode.PROTOCOL_ERROR)
         else:
             error = BadHello(f"peer is not a wirekit server: it sent {seen!r}", ErrorCode.BAD_MAGIC)
-        self._buf.clear()
+        self._buf = b""
         self.error = error
         self.state = State.FAILED
         self.close_code, self.close_reason = error.code, str(error)
@@ -446,7 +445,7 @@ class FrameConnection:
             self._out += encode_hello(self._max)
         if self.state is State.OPEN or self.state is State.HELLO:
             self._out += encode_error(error.code, str(error))
-        self._buf.clear()
+        self._buf = b""
         self.error = error
         self.state = State.FAILED
         self.close_code, self.close_reason = error.code, str(error)
@@ -497,13 +496,12 @@ class FrameConnection:
         connection ended)."""
         pos = 0
         if self._parts is None:
-            buf = self._buf
-            pos = HEAD_SIZE - len(buf)
-            buf += data[:pos]
+            pos = HEAD_SIZE - len(self._buf)
+            buf = self._buf = self._buf + data[:pos]
             if len(buf) < HEAD_SIZE:
                 return -1
             length, word = HEAD.unpack(buf)
-            buf.clear()
+            self._buf = b""
             if length > self._max:
                 self._fail(FrameTooLarge(length, self._max), events)
                 return -1
