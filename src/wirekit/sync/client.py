@@ -223,9 +223,9 @@ class Connection:
             self._read()
         return time.perf_counter() - start
 
-    def wait_handshake(self) -> None:
+    def wait_handshake(self, timeout: float | None = -1.0) -> None:
         while self.proto.state is State.HELLO:
-            self._read()
+            self._read(timeout)
 
     def close(self, code: int = ErrorCode.NORMAL, reason: str = "") -> None:
         """Send CLOSE, wait briefly for the peer's CLOSE, close the socket."""
@@ -256,7 +256,8 @@ class Connection:
 def connect(
     addr: str | Address,
     *,
-    timeout: float | None = 30.0,
+    timeout: float | None = None,
+    connect_timeout: float = 30.0,
     limits: Limits = DEFAULT_LIMITS,
     ssl: ssl_module.SSLContext | None = None,
     server_hostname: str | None = None,
@@ -264,23 +265,26 @@ def connect(
 ) -> Connection:
     """Open a blocking framed connection and complete the hello.
 
-    ``timeout`` (seconds, None = forever) applies to connecting and to each
-    later send/recv unless overridden per call.
+    ``timeout`` (seconds) bounds every later send and recv unless a call
+    overrides it; the default None blocks, which is also fastest (a socket
+    with a timeout polls before every syscall). Connecting and the hello are
+    bounded by ``timeout`` when given, else by ``connect_timeout``.
     """
+    opening = timeout if timeout is not None else connect_timeout
     address = addr if isinstance(addr, Address) else parse_address(addr)
     if address.scheme == "udp":
         raise ConnectionClosed(ErrorCode.PROTOCOL_ERROR, "framed connections need tcp, tls or unix")
     try:
         if address.is_unix:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(timeout)
+            sock.settimeout(opening)
             try:
                 sock.connect(address.path)
             except BaseException:
                 sock.close()
                 raise
         else:
-            sock = socket.create_connection((address.host, address.port), timeout=timeout)
+            sock = socket.create_connection((address.host, address.port), timeout=opening)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if address.scheme == "tls" or ssl is not None:
             ctx = ssl or ssl_module.create_default_context()
@@ -293,10 +297,10 @@ def connect(
     conn = Connection(sock, proto, timeout)
     try:
         conn._flush()
-        conn.wait_handshake()
+        conn.wait_handshake(opening)
     except TimeoutError:
         sock.close()  # the same error as the asyncio connect()
-        raise connect_error(address, TimeoutError(f"no answer within {timeout:g} s")) from None
+        raise connect_error(address, TimeoutError(f"no answer within {opening:g} s")) from None
     except BaseException:
         sock.close()
         raise
