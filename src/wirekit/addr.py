@@ -97,7 +97,7 @@ def parse_address(
             raise AddressError(
                 f"bad address {text!r}: unknown scheme {name!r} (use {known} or unix:)"
             )
-        scheme = name  # type: ignore[assignment]
+        scheme = name
     host, port_text = _split_host_port(text, rest)
     if not host:
         host = default_host

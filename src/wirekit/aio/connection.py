@@ -17,7 +17,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 from ..errors import ConnectionClosed, ErrorCode, LocalProtocolError
 from ..limits import DEFAULT_LIMITS, Limits
@@ -152,10 +152,11 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # TCP_NODELAY is already set: uvloop and asyncio both set it on TCP
         # transports, so small frames never wait for Nagle + delayed ACK.
-        self._transport = transport  # type: ignore[assignment]
-        transport.set_write_buffer_limits(high=self.limits.write_high_water)
+        stream = cast(asyncio.Transport, transport)  # uvloop's classes do not subclass it
+        self._transport = stream
+        stream.set_write_buffer_limits(high=self.limits.write_high_water)
         if self.proto._out:
-            transport.write(self.proto.data_to_send())
+            stream.write(self.proto.data_to_send())
 
     def data_received(self, data: bytes) -> None:
         proto = self.proto
@@ -169,7 +170,7 @@ class Connection(asyncio.Protocol):
                 self._dispatch(self._handler, events)
                 return
             if self._inbox:
-                self._inbox += events  # type: ignore[operator]
+                self._inbox += events
             else:
                 self._inbox = events
             self._queued += len(data)
@@ -309,7 +310,7 @@ class Connection(asyncio.Protocol):
             inbox = self._inbox
             pos = self._pos
             if pos < len(inbox):
-                item = inbox[pos]
+                item: Received = inbox[pos]
                 pos += 1
                 if pos == len(inbox):
                     self._inbox = _NO_INBOX
@@ -325,7 +326,7 @@ class Connection(asyncio.Protocol):
         while True:
             inbox = self._inbox
             if self._pos < len(inbox):
-                batch = inbox[self._pos :] if self._pos else inbox
+                batch = list(inbox[self._pos :]) if self._pos else cast(list[Received], inbox)
                 self._inbox = _NO_INBOX
                 self._pos = 0
                 self._consumed()

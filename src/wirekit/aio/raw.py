@@ -139,7 +139,7 @@ class RawServer:
                     raise ListenError(f"{self.name} does not run over {addr.scheme}")
                 if addr.scheme == "tls" and ssl is None:
                     raise ListenError(f"{addr} needs a TLS certificate")
-                factory = lambda: self.stream_factory(self)  # type: ignore[misc]  # noqa: E731
+                factory = lambda: self.stream_factory(self)  # noqa: E731
                 if addr.is_unix:
                     prepare_unix_path(addr.path)
                     server = await loop.create_unix_server(factory, addr.path, ssl=ssl)

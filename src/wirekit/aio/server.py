@@ -166,7 +166,7 @@ class Server:
                 log.error("connection_open failed for %s: %r", conn.peer, exc, exc_info=exc)
                 conn.abort(ErrorCode.INTERNAL_ERROR, "internal server error")
             return
-        task = asyncio.get_running_loop().create_task(handler(conn))
+        task: asyncio.Task[None] = asyncio.ensure_future(handler(conn))
         self._tasks.add(task)
         task.add_done_callback(lambda t: self._handler_done(conn, t))
 

@@ -223,6 +223,9 @@ class Connection:
             self._read()
         return time.perf_counter() - start
 
+    def _closing(self) -> bool:
+        return self.proto.state is State.CLOSING
+
     def wait_handshake(self, timeout: float | None = -1.0) -> None:
         while self.proto.state is State.HELLO:
             self._read(timeout)
@@ -236,7 +239,7 @@ class Connection:
                 self.proto.send_close(code, reason)
                 self._flush()
                 deadline = time.monotonic() + 2.0
-                while self.proto.state is State.CLOSING and time.monotonic() < deadline:
+                while self._closing() and time.monotonic() < deadline:
                     self._read(max(0.01, deadline - time.monotonic()))
         except (OSError, ConnectionClosed, TimeoutError):
             pass
