@@ -78,7 +78,7 @@ class MessageHandler:
         """The connection is gone; ``exc`` says why (a ConnectionClosed for a clean close)."""
 
 
-class Connection(asyncio.Protocol):
+class Connection(asyncio.BufferedProtocol):
     """One framed connection, client or server side.
 
     Use ``send``/``recv`` (or ``async for``), ``write``/``write_many`` plus
@@ -158,10 +158,22 @@ class Connection(asyncio.Protocol):
         if self.proto._out:
             stream.write(self.proto.data_to_send())
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.proto.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
         proto = self.proto
         controls = proto.controls
-        events = proto.receive_data(data)
+        self._received(proto.buffer_updated(nbytes), controls, nbytes)
+
+    def data_received(self, data: bytes) -> None:
+        """For transports that do not read into buffers."""
+        proto = self.proto
+        controls = proto.controls
+        self._received(proto.receive_data(data), controls, len(data))
+
+    def _received(self, events: list[Any], controls: int, nbytes: int) -> None:
+        proto = self.proto
         self._last_activity = self._loop.time()
         if proto.controls != controls or proto._out:
             events = self._control_events(events)
@@ -173,7 +185,7 @@ class Connection(asyncio.Protocol):
                 self._inbox += events
             else:
                 self._inbox = events
-            self._queued += len(data)
+            self._queued += nbytes
             if self._queued > self.limits.read_high_water and not self._read_paused:
                 self._read_paused = True
                 self._transport.pause_reading()  # type: ignore[union-attr]

@@ -16,6 +16,7 @@ in the event list; every other event is one of the small classes below.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
@@ -163,6 +164,21 @@ _HTTP_REPLY: Final = (
     b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n"
     b"Content-Length: %d\r\n\r\n" % len(NOT_WIREKIT_LINE)
 ) + NOT_WIREKIT_LINE
+#: Payloads at least this big are copied straight out of the read buffer.
+_LARGE_PAYLOAD: Final = 16 * 1024
+_SCRATCH_SIZE: Final = 256 * 1024
+_local = threading.local()
+
+
+def _scratch() -> memoryview:
+    """This thread's read buffer (reads are parsed before the next read)."""
+    try:
+        view: memoryview = _local.scratch
+    except AttributeError:
+        view = _local.scratch = memoryview(bytearray(_SCRATCH_SIZE + _LARGE_PAYLOAD + HEAD_SIZE))
+    return view
+
+
 _REFUSAL: Final = b"wirekit: "
 _MAX_REFUSAL: Final = 512
 _DATA: Final = int(FrameType.DATA)
@@ -180,6 +196,7 @@ class FrameConnection:
 
     __slots__ = (
         "_buf",
+        "_carried",
         "_codec",
         "_eof_channels",
         "_have",
@@ -188,6 +205,7 @@ class FrameConnection:
         "_parts",
         "_plen",
         "_pword",
+        "_target",
         "close_code",
         "close_reason",
         "controls",
@@ -213,6 +231,8 @@ class FrameConnection:
         self._eof_channels: set[int] | None = None  # made on the first EOF
         self._parts: list[bytes] | None = None  # payload pieces of an unfinished frame
         self._have = self._plen = self._pword = 0
+        self._target: memoryview | None = None  # the buffer of a large frame being read
+        self._carried = 0  # bytes of self._buf copied to the scratch buffer's start
         self.peer_max_frame_size: int | None = None
         self.error: RemoteProtocolError | None = None
         self.close_code: int | None = None
@@ -356,7 +376,8 @@ class FrameConnection:
                     events: list[Event] = []
                     self._not_wirekit(buffered[:16], events, eof=True)
                     return events
-            if self._buf or self._parts is not None or self.state is State.HELLO:
+            unfinished = self._parts is not None or self._target is not None
+            if self._buf or unfinished or self.state is State.HELLO:
                 what = "hello" if self.peer_max_frame_size is None else "frame"
                 return self._fail(RemoteProtocolError(f"connection ended inside a {what}"))
             self.state = State.CLOSED
@@ -374,6 +395,102 @@ class FrameConnection:
             # CLOSING without the peer's hello: we closed first, its hello is still due.
             self._receive_hello(data, events)
         return events
+
+    # -- zero-copy input: asyncio BufferedProtocol and recv_into -------------
+
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        """Where the next read should land; then call :meth:`buffer_updated`.
+
+        Reads land in a per-thread scratch buffer, after whatever partial
+        frame is carried over; the payload of a large frame that spans reads
+        gets a buffer of its own, which the reads fill directly. Either way a
+        payload is copied once, into its final ``bytes``.
+        """
+        if self._target is None:
+            self._settle_pending()
+        target = self._target
+        if target is not None:
+            return target[self._have :]
+        scratch = _scratch()
+        carry = self._buf
+        k = len(carry)
+        if k:
+            scratch[:k] = carry  # _buf is cleared once the read has happened
+        self._carried = k
+        return scratch[k:]
+
+    def buffer_updated(self, nbytes: int) -> list[Event]:
+        """``nbytes`` were read into the buffer from :meth:`get_buffer`."""
+        events: list[Event] = []
+        if self._target is not None:
+            self._have += nbytes
+            if self._have == self._plen:
+                self._finish_target(events)
+            return events
+        view = _scratch()[: self._carried + nbytes]
+        if self._carried:
+            self._buf = b""
+            self._carried = 0
+        if self.state is not State.OPEN or len(view) < HEAD_SIZE:
+            return self.receive_data(bytes(view))
+        if HEAD.unpack_from(view)[0] < _LARGE_PAYLOAD:
+            return self.receive_data(bytes(view))  # small frames: slicing bytes is cheapest
+        self._parse_view(view, events)
+        return events
+
+    def _finish_target(self, events: list[Event]) -> bool:
+        """Deliver the completed large frame; False when the connection ended."""
+        payload = bytes(self._target)  # type: ignore[arg-type]  # the one copy
+        self._target = None
+        word = self._pword
+        if word == 0 and not (self._eof_channels and 0 in self._eof_channels):
+            events.append(payload)
+            return True
+        return self._control(word, payload, events)
+
+    def _parse_view(self, view: memoryview, events: list[Event]) -> None:
+        """Parse frames straight out of the scratch buffer (large payloads)."""
+        unpack = HEAD.unpack_from
+        limit = self._max
+        end = len(view)
+        pos = 0
+        while end - pos >= HEAD_SIZE:
+            length, word = unpack(view, pos)
+            if length > limit:
+                self._fail(FrameTooLarge(length, limit), events)
+                return
+            start = pos + HEAD_SIZE
+            stop = start + length
+            if stop > end:
+                if length >= _LARGE_PAYLOAD:
+                    target = memoryview(bytearray(length))
+                    have = end - start
+                    target[:have] = view[start:end]
+                    self._target, self._have, self._plen, self._pword = target, have, length, word
+                    return
+                break
+            payload = bytes(view[start:stop])
+            if word == 0 and not (self._eof_channels and 0 in self._eof_channels):
+                events.append(payload)
+            elif not self._control(word, payload, events):
+                return
+            pos = stop
+        if pos < end:
+            self._buf = bytes(view[pos:])  # a partial head or small frame: carried over
+
+    def _settle_pending(self) -> None:
+        """Turn a frame left unfinished by receive_data() into buffered-read state."""
+        parts = self._parts
+        if parts is None:
+            return
+        self._parts = None
+        have = b"".join(parts)
+        if self._plen >= _LARGE_PAYLOAD:
+            target = memoryview(bytearray(self._plen))
+            target[: len(have)] = have
+            self._target, self._have = target, len(have)
+        else:
+            self._buf = HEAD.pack(self._plen, self._pword) + have
 
     def _receive_hello(self, data: bytes, events: list[Event]) -> None:
         self.controls += 1
@@ -450,11 +567,19 @@ class FrameConnection:
         self.state = State.FAILED
         self.close_code, self.close_reason = error.code, str(error)
         self._parts = None
+        self._target = None
         events.append(ProtocolViolation(error))
         return events
 
     def _parse(self, data: bytes, events: list[Event]) -> None:
         pos = 0
+        target = self._target
+        if target is not None:  # a large frame begun by a buffered read
+            pos = min(len(data), self._plen - self._have)
+            target[self._have : self._have + pos] = data[:pos]
+            self._have += pos
+            if self._have < self._plen or not self._finish_target(events) or pos == len(data):
+                return
         if self._parts is not None or self._buf:
             pos = self._resume(data, events)
             if pos < 0:

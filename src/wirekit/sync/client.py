@@ -1,6 +1,7 @@
 """A blocking client over a plain socket, driving the same FrameConnection as
 the asyncio layer. No event loop and no thread: every call is a syscall or
-two, reading with ``recv_into`` into one preallocated buffer."""
+two, reading with ``recv_into`` into the buffer the FrameConnection gives
+(a preallocated per-thread buffer, or a large frame's own)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,6 @@ from ..proto import (
 
 __all__ = ["Connection", "connect"]
 
-_READ_SIZE = 256 * 1024
 _DIRECT_WRITE = 16 * 1024
 
 
@@ -44,8 +44,6 @@ class Connection:
         self._sock = sock
         self.proto = proto
         self.timeout = timeout
-        self._buf = bytearray(_READ_SIZE)
-        self._view = memoryview(self._buf)
         self._inbox: deque[Any] = deque()
         self._exc: BaseException | None = None
         self._pong = False
@@ -165,7 +163,7 @@ class Connection:
         if timeout != -1.0:
             sock.settimeout(timeout)
         try:
-            n = sock.recv_into(self._buf)
+            n = sock.recv_into(self.proto.get_buffer())
         except TimeoutError:
             wait = self.timeout if timeout == -1.0 else timeout
             raise TimeoutError(f"no data from the peer within {wait:g} s") from None
@@ -176,7 +174,7 @@ class Connection:
                 sock.settimeout(self.timeout)
         proto = self.proto
         controls = proto.controls
-        events = proto.receive_data(bytes(self._view[:n])) if n else proto.receive_eof()
+        events = proto.buffer_updated(n) if n else proto.receive_eof()
         if n == 0 and proto.error is None and self._exc is None:
             self._exc = ConnectionClosed(proto.close_code or ErrorCode.NORMAL, proto.close_reason)
         if proto.controls == controls and not proto._out and n:
