@@ -6,7 +6,6 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import PairFactory
 from wirekit.errors import ErrorCode
 from wirekit.proto import FrameConnection, ProtocolViolation, Role, State
 from wirekit.proto.frames import HEAD, encode_frame, encode_hello
@@ -100,7 +99,7 @@ def test_a_four_gib_head_is_refused_before_any_payload() -> None:
     assert server.state is State.FAILED
 
 
-def test_the_hello_may_arrive_through_buffered_reads(make_pair: PairFactory) -> None:
+def test_the_hello_may_arrive_through_buffered_reads() -> None:
     server = FrameConnection(Role.SERVER)
     wire = encode_hello(1 << 20) + encode_frame(0, b"after the hello")
     events = read_into(server, wire, [5, 3, 100])
