@@ -166,6 +166,9 @@ _HTTP_REPLY: Final = (
 ) + NOT_WIREKIT_LINE
 #: Payloads at least this big are copied straight out of the read buffer.
 _LARGE_PAYLOAD: Final = 16 * 1024
+#: An unfinished frame up to this size is carried to the next read in the
+#: scratch buffer (one small copy); a bigger one gets a buffer of its own.
+_MAX_CARRY: Final = 128 * 1024
 _SCRATCH_SIZE: Final = 256 * 1024
 _local = threading.local()
 
@@ -175,7 +178,7 @@ def _scratch() -> memoryview:
     try:
         view: memoryview = _local.scratch
     except AttributeError:
-        view = _local.scratch = memoryview(bytearray(_SCRATCH_SIZE + _LARGE_PAYLOAD + HEAD_SIZE))
+        view = _local.scratch = memoryview(bytearray(_SCRATCH_SIZE + _MAX_CARRY + HEAD_SIZE))
     return view
 
 
@@ -462,7 +465,7 @@ class FrameConnection:
             start = pos + HEAD_SIZE
             stop = start + length
             if stop > end:
-                if length >= _LARGE_PAYLOAD:
+                if length > _MAX_CARRY:
                     target = memoryview(bytearray(length))
                     have = end - start
                     target[:have] = view[start:end]
@@ -485,7 +488,7 @@ class FrameConnection:
             return
         self._parts = None
         have = b"".join(parts)
-        if self._plen >= _LARGE_PAYLOAD:
+        if self._plen > _MAX_CARRY:
             target = memoryview(bytearray(self._plen))
             target[: len(have)] = have
             self._target, self._have = target, len(have)
@@ -580,6 +583,10 @@ class FrameConnection:
             self._have += pos
             if self._have < self._plen or not self._finish_target(events) or pos == len(data):
                 return
+        if len(self._buf) >= HEAD_SIZE:  # a frame carried by a buffered read
+            carried = self._buf
+            self._plen, self._pword = HEAD.unpack_from(carried)
+            self._parts, self._have, self._buf = [carried[HEAD_SIZE:]], len(carried) - HEAD_SIZE, b""
         if self._parts is not None or self._buf:
             pos = self._resume(data, events)
             if pos < 0:
