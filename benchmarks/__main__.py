@@ -23,7 +23,7 @@ from types import ModuleType
 from typing import Any
 
 from . import connrate, idlemem, oneway, report, rtt, stream
-from .common import BENCH_DIR, Config, SectionResult
+from .common import BENCH_DIR, ROOT, Config, SectionResult
 
 SECTIONS: dict[str, ModuleType] = {
     "a": oneway,
@@ -85,6 +85,23 @@ def _tool_version(argv: list[str]) -> str:
     return wanted[0].split(" (")[0][:80] if wanted else "unknown"
 
 
+def _source_state() -> str:
+    """The commit the measured wirekit comes from, and whether src/ had uncommitted
+    changes (the suite measures the working tree)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10, cwd=ROOT)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"],
+                               capture_output=True, text=True, timeout=10, cwd=ROOT)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    if head.returncode != 0:
+        return "unknown (not a git checkout)"
+    changed = len(dirty.stdout.splitlines())
+    state = f"{changed} file(s) under src/ with uncommitted changes" if changed else "clean"
+    return f"commit {head.stdout.strip()}, {state}"
+
+
 def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -106,6 +123,7 @@ def machine_meta(cfg: Config, keys: list[str]) -> dict[str, Any]:
         "kernel": platform.release(),
         "Python": platform.python_version(),
         "wirekit": _version("wirekit"),
+        "wirekit source": _source_state(),
         "uvloop": _version("uvloop"),
         "pyzmq": _version("pyzmq"),
         "ncat": _tool_version(["ncat", "--version"]),

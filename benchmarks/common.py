@@ -470,6 +470,44 @@ def raise_nofile(wanted: int = 1 << 20) -> int:
     return soft
 
 
+#: The two ways to write a wirekit server handler, as the report names them.
+CALLBACK = "callback"  # a wirekit.MessageHandler: no task per connection
+COROUTINE = "coroutine"  # async def handler(conn): one task per connection
+HANDLER_LABELS = {CALLBACK: "wirekit MessageHandler", COROUTINE: "wirekit coroutine handler"}
+
+
+def serve_wirekit_echo(handler: str, max_connections_per_ip: int | None = None) -> None:
+    """A wirekit echo server on HOST, port 0: print READY <port>, then serve forever.
+
+    ``handler`` is CALLBACK (a ``wirekit.MessageHandler`` whose ``message_received``
+    does ``conn.write(message)``) or COROUTINE (``async for m in conn: await
+    conn.send(m)``). Limits are the defaults except ``max_connections_per_ip``."""
+    import wirekit
+    from wirekit.aio import run
+
+    class Echo(wirekit.MessageHandler):
+        def message_received(self, conn: wirekit.Connection, message: Any) -> None:
+            conn.write(message)
+
+    async def echo(conn: wirekit.Connection) -> None:
+        async for msg in conn:
+            await conn.send(msg)  # type: ignore[arg-type]
+
+    if handler not in HANDLER_LABELS:
+        raise SystemExit(f"unknown handler kind {handler!r}")
+    limits = wirekit.DEFAULT_LIMITS
+    if max_connections_per_ip is not None:
+        limits = limits.replace(max_connections_per_ip=max_connections_per_ip)
+
+    async def main() -> None:
+        serving = Echo() if handler == CALLBACK else echo
+        async with wirekit.serve(serving, f"{HOST}:0", limits=limits) as server:
+            ready(server.address.port)
+            await server.serve_forever()
+
+    run(main())
+
+
 def recv_exactly(sock: socket.socket, buf: bytearray) -> None:
     """Fill ``buf`` from ``sock``; raise ConnectionError on EOF."""
     view = memoryview(buf)

@@ -2,9 +2,11 @@
 
 The server's RSS is read from /proc before any client connects and again after
 all clients have connected and handshaken (each client socket sends the
-12-byte wirekit hello and reads 12 bytes back). Servers: wirekit with an echo
-handler, a bare asyncio Protocol echo server on uvloop, and an asyncio streams
-echo server on uvloop. Both processes raise their open-file limit.
+12-byte wirekit hello and reads 12 bytes back). Servers: a wirekit echo server
+written as a ``wirekit.MessageHandler`` (no task per connection; the headline
+rows) and as a coroutine handler (one task per connection; extra rows), a bare
+asyncio Protocol echo server on uvloop, and an asyncio streams echo server on
+uvloop. Both processes raise their open-file limit.
 """
 
 from __future__ import annotations
@@ -13,8 +15,12 @@ import asyncio
 import socket
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from .common import (
+    CALLBACK,
+    COROUTINE,
+    HANDLER_LABELS,
     HOST,
     BenchError,
     Config,
@@ -29,6 +35,7 @@ from .common import (
     ready,
     recv_exactly,
     rss_bytes,
+    serve_wirekit_echo,
     split_placement,
     worker,
 )
@@ -41,25 +48,11 @@ SETTLE = 0.5
 # -- servers (worker side) ------------------------------------------------------------------
 
 
-def serve_wirekit() -> None:
-    """wirekit echo server: ``async for m in conn: await conn.send(m)``."""
+def serve_wirekit(handler: str) -> None:
+    """wirekit echo server (``handler`` is CALLBACK or COROUTINE, see common) with
+    Limits(max_connections_per_ip=10_000), other limits at their defaults."""
     raise_nofile()
-    import wirekit
-    from wirekit import Limits
-    from wirekit.aio import run
-
-    async def handler(conn: wirekit.Connection) -> None:
-        async for msg in conn:
-            await conn.send(msg)  # type: ignore[arg-type]
-
-    limits = Limits(max_connections_per_ip=10_000)
-
-    async def main() -> None:
-        async with wirekit.serve(handler, f"{HOST}:0", limits=limits) as server:
-            ready(server.address.port)
-            await server.serve_forever()
-
-    run(main())
+    serve_wirekit_echo(handler, max_connections_per_ip=10_000)
 
 
 class _Echo(asyncio.Protocol):
@@ -133,17 +126,28 @@ class Variant:
     label: str
     slug: str
     server: str
+    handler: str = ""  # the wirekit server's handler kind; "" for the references
+
+    @property
+    def server_kwargs(self) -> dict[str, Any]:
+        return {"handler": self.handler} if self.handler else {}
 
 
-WIREKIT = Variant("wirekit echo server", "wk", "idlemem.serve_wirekit")
+# The MessageHandler server carries the target (wirekit's leanest server API); the
+# coroutine-handler server gives extra rows without a target.
+WIREKIT = Variant(f"{HANDLER_LABELS[CALLBACK]} echo server", "wk-cb", "idlemem.serve_wirekit",
+                  CALLBACK)
+WIREKIT_TASK = Variant(f"{HANDLER_LABELS[COROUTINE]} echo server", "wk-co",
+                       "idlemem.serve_wirekit", COROUTINE)
 BARE = Variant("bare uvloop Protocol", "bare", "idlemem.serve_bare")
 STREAMS = Variant("asyncio streams on uvloop", "streams", "idlemem.serve_streams")
-VARIANTS = (WIREKIT, BARE, STREAMS)
+VARIANTS = (WIREKIT, WIREKIT_TASK, BARE, STREAMS)
 
 
 def _once(variant: Variant, placement: Placement, n: int, run: int) -> float:
     name = f"d-{variant.slug}-{run}"
-    server = worker(f"{name}-server", placement.server_cpu, variant.server)
+    server = worker(f"{name}-server", placement.server_cpu, variant.server,
+                    **variant.server_kwargs)
     try:
         port = server.ready()
         time.sleep(SETTLE)
@@ -185,15 +189,20 @@ def run(cfg: Config) -> SectionResult:
     figures = {v.slug: _measure(v, placement, n, repeats) for v in VARIANTS}
     result.figures += figures.values()
     target = Target("<=", 2048, absolute=True, unit=" B/conn")
-    wirekit = figures[WIREKIT.slug]
-    for ref in (BARE, STREAMS):
-        result.rows.append(
-            compare(f"RSS per idle conn vs {ref.label}", wirekit, figures[ref.slug], target,
-                    lower_is_better=True)
-        )
+    for variant, goal in ((WIREKIT, target), (WIREKIT_TASK, None)):
+        short = HANDLER_LABELS[variant.handler].removeprefix("wirekit ")
+        for ref in (BARE, STREAMS):
+            result.rows.append(
+                compare(f"RSS per idle conn, {short}, vs {ref.label}", figures[variant.slug],
+                        figures[ref.slug], goal, lower_is_better=True)
+            )
     result.notes += [
         f"(server RSS after {n:,} handshaken connections - RSS before) / {n:,}; median of "
         f"{repeats} run(s). Kernel socket memory is not part of RSS and is not counted.",
-        "wirekit runs with Limits(max_connections_per_ip=10000), other limits at defaults.",
+        "Headline rows (with the target): the wirekit server is a wirekit.MessageHandler "
+        "echo (no asyncio Task per connection). Extra rows (no target): the same server "
+        "with a coroutine handler (`async for m in conn: await conn.send(m)`, one Task "
+        "per connection). Both run with Limits(max_connections_per_ip=10000), other "
+        "limits at their defaults.",
     ]
     return result

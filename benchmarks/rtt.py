@@ -1,10 +1,13 @@
 """(b) 64 B request/reply round trip, p50 and p99.
 
 Every client sends one 64 B request, waits for the 64 B reply, and times each
-round trip with ``perf_counter_ns``. Compared: a wirekit echo server with the
-sync client and with the async client, against the floor: a plain blocking
-socket pair (4-byte length + 64 B payload each way, TCP_NODELAY on both ends).
-Measured with both processes on one CPU and with server and client on two.
+round trip with ``perf_counter_ns``. Compared: a wirekit echo server written as
+a ``wirekit.MessageHandler`` (callbacks, no task per connection; the headline
+rows) and as a coroutine handler (``async for m in conn: await conn.send(m)``;
+extra rows), each with the sync client and with the async client, against the
+floor: a plain blocking socket pair (4-byte length + 64 B payload each way,
+TCP_NODELAY on both ends). Measured with both processes on one CPU and with
+server and client on two.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from functools import partial
 from typing import Any
 
 from .common import (
+    CALLBACK,
+    COROUTINE,
+    HANDLER_LABELS,
     HOST,
     Config,
     Figure,
@@ -26,6 +32,7 @@ from .common import (
     Side,
     Target,
     compare,
+    format_number,
     interleaved,
     median,
     percentile,
@@ -33,6 +40,7 @@ from .common import (
     recv_exactly,
     report,
     run_pair,
+    serve_wirekit_echo,
     shared_placement,
     split_placement,
 )
@@ -58,21 +66,9 @@ def _summary(samples_ns: list[int]) -> dict[str, Any]:
 # -- servers (worker side) ------------------------------------------------------------
 
 
-def serve_wirekit() -> None:
-    """wirekit echo server: ``async for m in conn: await conn.send(m)``."""
-    import wirekit
-    from wirekit.aio import run
-
-    async def handler(conn: wirekit.Connection) -> None:
-        async for msg in conn:
-            await conn.send(msg)  # type: ignore[arg-type]
-
-    async def main() -> None:
-        async with wirekit.serve(handler, f"{HOST}:0") as server:
-            ready(server.address.port)
-            await server.serve_forever()
-
-    run(main())
+def serve_wirekit(handler: str) -> None:
+    """wirekit echo server; ``handler`` is CALLBACK or COROUTINE (see common)."""
+    serve_wirekit_echo(handler)
 
 
 def serve_blocking() -> None:
@@ -100,7 +96,7 @@ def client_wirekit_sync(port: int, n: int, warmup: int) -> None:
     payload = b"x" * SIZE
     samples: list[int] = []
     clock = time.perf_counter_ns
-    with wirekit.sync.connect(f"{HOST}:{port}", timeout=30) as conn:
+    with wirekit.sync.connect(f"{HOST}:{port}", connect_timeout=30) as conn:
         for i in range(warmup + n):
             t0 = clock()
             conn.send(payload)
@@ -159,23 +155,36 @@ class Variant:
     slug: str
     server: str
     client: str
+    handler: str = ""  # the wirekit server's handler kind; "" for the floor
+
+    @property
+    def client_kind(self) -> str:
+        return "sync client" if self.client.endswith("_sync") else "async client"
 
 
 FLOOR = Variant("blocking sockets", "floor", "rtt.serve_blocking", "rtt.client_blocking")
-VARIANTS = (
-    Variant("wirekit async server + sync client", "wk-sync", "rtt.serve_wirekit",
-            "rtt.client_wirekit_sync"),
-    Variant("wirekit async server + async client", "wk-async", "rtt.serve_wirekit",
-            "rtt.client_wirekit_async"),
-    FLOOR,
-)
+
+
+def _wirekit(handler: str, client: str) -> Variant:
+    kind = "sync" if client == "sync" else "async"
+    return Variant(f"{HANDLER_LABELS[handler]} server + {kind} client",
+                   f"wk-{'cb' if handler == CALLBACK else 'co'}-{kind}", "rtt.serve_wirekit",
+                   f"rtt.client_wirekit_{kind}", handler)
+
+
+# The first two carry the target (the MessageHandler is wirekit's fastest server
+# API); the coroutine-handler pair are extra rows without a target.
+HEADLINE = (_wirekit(CALLBACK, "sync"), _wirekit(CALLBACK, "async"))
+EXTRA = (_wirekit(COROUTINE, "sync"), _wirekit(COROUTINE, "async"))
+VARIANTS = (*HEADLINE, *EXTRA, FLOOR)
 
 
 def _latency(variant: Variant, run: int, *, placement: Placement, n: int) -> dict[str, Any]:
+    server_kwargs = {"handler": variant.handler} if variant.handler else {}
     return run_pair(
         f"b-{variant.slug}-{placement.short.replace(' ', '')}-{run}",
         placement,
-        Side(variant.server),
+        Side(variant.server, server_kwargs),
         Side(variant.client, {"n": n, "warmup": max(200, n // 20)}),
     )
 
@@ -202,19 +211,31 @@ def run(cfg: Config) -> SectionResult:
         measured = {v.slug: _figures(v, placement, n, runs[v]) for v in VARIANTS}
         result.figures += [fig for pair in measured.values() for fig in pair]
         floor_p50, floor_p99 = measured[FLOOR.slug]
-        for variant in VARIANTS:
-            if variant is FLOOR:
-                continue
+        for variant in (*HEADLINE, *EXTRA):
             p50, p99 = measured[variant.slug]
-            short = "sync client" if variant.slug == "wk-sync" else "async client"
-            where = placement.short
-            result.rows.append(compare(f"64 B RTT p50, {short}, {where}", p50, floor_p50,
-                                       Target("<=", 1.3), True))
-            result.rows.append(compare(f"64 B RTT p99, {short}, {where}", p99, floor_p99,
-                                       None, True))
+            what = (f"64 B RTT {{}}, {HANDLER_LABELS[variant.handler].removeprefix('wirekit ')}"
+                    f" + {variant.client_kind}, {placement.short}")
+            target = Target("<=", 1.3) if variant in HEADLINE else None
+            result.rows.append(compare(what.format("p50"), p50, floor_p50, target, True))
+            result.rows.append(compare(what.format("p99"), p99, floor_p99, None, True))
+        for head, extra in zip(HEADLINE, EXTRA, strict=True):
+            fast, slow = measured[head.slug][0].value, measured[extra.slug][0].value
+            if fast is not None and slow is not None and slow < fast:
+                result.notes.append(
+                    f"In this run the coroutine handler's p50 ({format_number(slow)} µs) beat "
+                    f"the MessageHandler's ({format_number(fast)} µs) with the "
+                    f"{head.client_kind}, {placement.short}."
+                )
     result.notes += [
         f"{n:,} timed round trips per run after a warm-up; median of {cfg.repeats} run(s). "
         "Ratio = wirekit / blocking floor (lower is better).",
+        "Headline rows (with the target): the echo server is a wirekit.MessageHandler "
+        "(message_received does conn.write(message); no task per connection, the reply "
+        "leaves in the same loop turn). Extra rows (no target): the same server with a "
+        "coroutine handler, `async for m in conn: await conn.send(m)`. The sync client is "
+        "`wirekit.sync.connect()` with send() + recv() (its default timeout=None: plain "
+        "blocking calls); the async client is `wirekit.connect()` with await send() + "
+        "await recv().",
         "Floor: blocking client and blocking server, 4-byte length + 64 B each way, "
         "one sendall and exact recv_into per direction, TCP_NODELAY on both ends.",
     ]
