@@ -18,7 +18,8 @@ def add_parsers(commands: Any) -> None:
         "connect",
         help="netcat client: stdin to the socket, the socket to stdout",
         description="Connect to ADDR and copy stdin to the socket and the socket to stdout. "
-        "On stdin EOF the socket is half-closed; the command ends when the peer closes "
+        "On stdin EOF the socket is half-closed (over TLS: a close_notify, once the peer "
+        "has been quiet for 0.5 s); the command ends when the peer closes "
         "(after that, what stdin still delivers is sent, unless stdin is a terminal or "
         "stays quiet for 1 s). "
         "Exits 1 when the connection fails (refused, unknown host, reset, -w timeout).",

@@ -586,7 +586,8 @@ class FrameConnection:
         if len(self._buf) >= HEAD_SIZE:  # a frame carried by a buffered read
             carried = self._buf
             self._plen, self._pword = HEAD.unpack_from(carried)
-            self._parts, self._have, self._buf = [carried[HEAD_SIZE:]], len(carried) - HEAD_SIZE, b""
+            self._parts, self._have = [carried[HEAD_SIZE:]], len(carried) - HEAD_SIZE
+            self._buf = b""
         if self._parts is not None or self._buf:
             pos = self._resume(data, events)
             if pos < 0:

@@ -11,6 +11,18 @@ cheapest path the kernel offers:
 
 On stdin EOF the socket is half-closed (``shutdown(SHUT_WR)``) and we keep
 reading until the peer closes, like ``nc -N``.
+
+TLS is different: OpenSSL does not allow one connection to be read and written
+from two threads at once, so a ``tls://`` connection is moved by one thread, a
+``poll`` loop over stdin and a non-blocking socket (:func:`shuttle_tls`). Its
+TLS layer is an ``ssl.SSLObject`` over two memory BIOs, not an ``ssl.SSLSocket``:
+we alone feed it the bytes that arrive, so on stdin EOF ``unwrap()`` sends our
+close_notify (TLS's half-close) while no record is left unread, and we go on
+reading the peer's data. (An ``SSLSocket``'s ``unwrap()`` reads the socket
+itself, waiting for the peer's close_notify, and fails with
+APPLICATION_DATA_AFTER_CLOSE_NOTIFY when data is still arriving.) The
+close_notify waits until the peer has been quiet for TLS_CLOSE_DELAY seconds,
+then the TCP socket is half-closed too. ``ssl`` is imported only for ``tls://``.
 """
 
 from __future__ import annotations
@@ -21,7 +33,6 @@ import fcntl
 import os
 import select
 import socket
-import ssl as ssl_module
 import stat
 import sys
 import termios
@@ -29,11 +40,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..addr import Address
 from ..errors import ConnectError, WirekitError
 from ..neterrors import bind_error, connect_error
 from ..unixsock import prepare_unix_path
+
+if TYPE_CHECKING:
+    import ssl
 
 __all__ = ["NetcatOptions", "run_connect", "run_listen"]
 
@@ -41,6 +56,13 @@ CHUNK = 1 << 20
 #: After the peer's EOF, stop forwarding stdin once it has been quiet this long.
 PEER_EOF_LINGER = 1.0
 UDP_CHUNK = 65507
+#: TLS: stdin is read only while less than this waits to go to the socket.
+TLS_BACKLOG = 1 << 20
+TLS_RECV = 256 * 1024
+#: TLS: after stdin's EOF our close_notify waits until the peer is quiet this
+#: long. A server that answers and closes without reading it would be reset by
+#: its kernel (unread data), which drops what it had not sent yet.
+TLS_CLOSE_DELAY = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +106,9 @@ def _kind(fd: int) -> str:
 # -- one direction each --------------------------------------------------------
 
 
-def pump_in(fd: int, sock: socket.socket, activity: Activity, *, plain: bool) -> None:
-    """stdin -> socket until EOF. ``plain`` is False for TLS sockets."""
-    kind = _kind(fd) if plain else "other"
+def pump_in(fd: int, sock: socket.socket, activity: Activity) -> None:
+    """stdin -> socket until EOF."""
+    kind = _kind(fd)
     if kind == "file":
         with os.fdopen(os.dup(fd), "rb", buffering=0) as src:
             offset = src.seek(0, os.SEEK_CUR)
@@ -113,9 +135,9 @@ def pump_in(fd: int, sock: socket.socket, activity: Activity, *, plain: bool) ->
         activity.touch()
 
 
-def pump_out(sock: socket.socket, fd: int, activity: Activity, *, plain: bool) -> None:
+def pump_out(sock: socket.socket, fd: int, activity: Activity) -> None:
     """socket -> stdout until the peer closes."""
-    if plain and _kind(fd) == "pipe":
+    if _kind(fd) == "pipe":
         poller = select.poll()
         poller.register(sock, select.POLLIN)
         try:
@@ -149,7 +171,7 @@ def _write_all(fd: int, data: memoryview) -> None:
 # -- connect ---------------------------------------------------------------------
 
 
-def open_stream(addr: Address, options: NetcatOptions) -> socket.socket:
+def open_stream(addr: Address, options: NetcatOptions) -> socket.socket | TLSStream:
     """Connect a TCP, TLS or Unix socket, with one-line errors."""
     try:
         if addr.is_unix:
@@ -163,28 +185,94 @@ def open_stream(addr: Address, options: NetcatOptions) -> socket.socket:
         else:
             sock = socket.create_connection((addr.host, addr.port), timeout=options.timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if addr.scheme == "tls":
-            sock = tls_context(options).wrap_socket(sock, server_hostname=addr.host)
-    except ssl_module.SSLCertVerificationError as exc:
-        raise ConnectError(
-            f"cannot connect to {addr.hostport()}: certificate not trusted "
-            f"({exc.verify_message}); pass --cafile FILE, or --insecure to skip the check"
-        ) from None
-    except ssl_module.SSLError as exc:
-        raise ConnectError(
-            f"cannot connect to {addr.hostport()}: TLS failed ({exc.reason})"
-        ) from None
     except OSError as exc:
         raise connect_error(addr, exc) from None
+    if addr.scheme == "tls":
+        try:
+            return _tls_handshake(sock, addr, options)
+        except BaseException:
+            sock.close()
+            raise
     sock.settimeout(None)
     return sock
 
 
-def tls_context(options: NetcatOptions) -> ssl_module.SSLContext:
-    ctx = ssl_module.create_default_context(cafile=options.cafile)
+class TLSStream:
+    """A client TLS connection driven by hand: ``tls`` (an ``ssl.SSLObject``) reads
+    ``incoming`` and writes ``outgoing`` (``ssl.MemoryBIO``); :func:`shuttle_tls`
+    moves those bytes from and to ``sock``, a plain socket."""
+
+    __slots__ = ("incoming", "outgoing", "sock", "tls")
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        tls: ssl.SSLObject,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+    ) -> None:
+        self.sock, self.tls, self.incoming, self.outgoing = sock, tls, incoming, outgoing
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> TLSStream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _tls_handshake(sock: socket.socket, addr: Address, options: NetcatOptions) -> TLSStream:
+    """The TLS handshake over the connected ``sock`` (blocking, within -w)."""
+    import ssl
+
+    try:
+        ctx = tls_context(options)
+    except OSError as exc:  # no such file, or (ssl.SSLError) no certificate in it
+        detail = getattr(exc, "reason", None) or exc.strerror or exc
+        raise ConnectError(f"cannot use --cafile {options.cafile}: {detail}") from None
+    try:
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = ctx.wrap_bio(incoming, outgoing, server_hostname=addr.host)
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                if outgoing.pending:
+                    sock.sendall(outgoing.read())
+                if data := sock.recv(TLS_RECV):
+                    incoming.write(data)
+                else:
+                    incoming.write_eof()
+        if outgoing.pending:
+            sock.sendall(outgoing.read())
+    except ssl.SSLCertVerificationError as exc:
+        raise ConnectError(
+            f"cannot connect to {addr.hostport()}: certificate not trusted "
+            f"({exc.verify_message}); pass --cafile FILE, or --insecure to skip the check"
+        ) from None
+    except ssl.SSLError as exc:
+        raise ConnectError(
+            f"cannot connect to {addr.hostport()}: TLS failed ({exc.reason or exc})"
+        ) from None
+    except OSError as exc:
+        raise connect_error(addr, exc) from None
+    sock.settimeout(None)
+    return TLSStream(sock, tls, incoming, outgoing)
+
+
+def tls_context(options: NetcatOptions) -> ssl.SSLContext:
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=options.cafile)
     if options.insecure:
         ctx.check_hostname = False
-        ctx.verify_mode = ssl_module.CERT_NONE
+        ctx.verify_mode = ssl.CERT_NONE
+    # A peer that closes TCP without a close_notify has ended its data, as nc
+    # sees it (SSLSocket's suppress_ragged_eofs); and we may still send to it.
+    ctx.options |= ssl.OP_IGNORE_UNEXPECTED_EOF
     return ctx
 
 
@@ -192,23 +280,25 @@ def run_connect(addr: Address, options: NetcatOptions, stdin: int = 0, stdout: i
     if addr.scheme == "udp":
         run_udp(_udp_connected(addr), addr, options, stdin, stdout)
         return
-    sock = open_stream(addr, options)
-    with sock:
-        shuttle(sock, options, stdin, stdout)
+    with open_stream(addr, options) as sock:
+        if isinstance(sock, TLSStream):
+            shuttle_tls(sock, options, stdin, stdout)
+        else:
+            shuttle(sock, options, stdin, stdout)
 
 
 def shuttle(sock: socket.socket, options: NetcatOptions, stdin: int, stdout: int) -> None:
-    """Move bytes both ways until the peer closes; raise PeerError on failure."""
-    plain = not isinstance(sock, ssl_module.SSLSocket)
+    """Move bytes both ways until the peer closes; raise PeerError on failure.
+
+    ``sock`` is a plain socket (TLS goes through :func:`shuttle_tls`)."""
     activity = Activity()
     failure: list[BaseException] = []
 
     def inbound() -> None:
         try:
-            pump_in(stdin, sock, activity, plain=plain)
-            if plain:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_WR)
+            pump_in(stdin, sock, activity)
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_WR)
         except OSError as exc:
             if exc.errno != errno.EPIPE:
                 failure.append(exc)
@@ -219,7 +309,7 @@ def shuttle(sock: socket.socket, options: NetcatOptions, stdin: int, stdout: int
     sender.start()
     watchdog = _start_watchdog(sock, activity, options.timeout)
     try:
-        pump_out(sock, stdout, activity, plain=plain)
+        pump_out(sock, stdout, activity)
         # The peer closed its side, but it may only have half-closed (as
         # ``wirekit listen < /dev/null`` does) and still read: send the rest of
         # stdin rather than drop it, while stdin keeps delivering. A terminal,
@@ -291,6 +381,163 @@ def _start_watchdog(
     dog = _Watchdog(sock, activity, timeout)
     dog.start()
     return dog
+
+
+# -- tls ---------------------------------------------------------------------------
+
+
+def shuttle_tls(conn: TLSStream, options: NetcatOptions, stdin: int, stdout: int) -> None:
+    """:func:`shuttle` for TLS, in one thread: a poll loop over stdin and the socket.
+
+    stdin is read only while less than TLS_BACKLOG bytes wait to go out; what
+    arrives is decrypted and written to stdout at once. After stdin's EOF, once
+    the peer has been quiet for TLS_CLOSE_DELAY s (at once if it has closed), our
+    close_notify goes out, then the TCP half-close. The end rules are the plain
+    path's: the command ends when the peer closes, and what stdin still delivers
+    after that is sent unless stdin is a terminal or quiet for PEER_EOF_LINGER s.
+    """
+    import ssl
+
+    sock, tls, incoming, outgoing = conn.sock, conn.tls, conn.incoming, conn.outgoing
+    sock.setblocking(False)
+    activity = Activity()
+    queued = _unsent(sock)
+    terminal = os.isatty(stdin)
+    close_delay = TLS_CLOSE_DELAY
+    if options.timeout:  # end our data before -w calls a peer that waits for it idle
+        close_delay = min(close_delay, options.timeout / 2)
+    clear = bytearray(CHUNK)  # decrypted, on its way to stdout
+    received = bytearray(TLS_RECV)  # from the socket, on its way to the TLS layer
+    pending = bytearray()  # stdin bytes the TLS layer has not taken yet
+    wire = bytearray()  # encrypted bytes the socket has not taken yet
+    stdin_end: float | None = None  # when stdin's EOF came
+    closing = write_shut = False
+    poller = select.poll()
+    masks: dict[int, int] = {}
+
+    def watch(fd: int, mask: int) -> None:
+        if masks.get(fd, 0) != mask:
+            if mask:
+                poller.register(fd, mask)
+            else:
+                poller.unregister(fd)
+            masks[fd] = mask
+
+    def decrypt() -> bool:
+        """Everything the TLS layer can decrypt to stdout; True once the peer closed.
+
+        Leaves ``incoming`` empty and nothing inside OpenSSL but part of a
+        record: so ``unwrap()`` below finds no record to read (and reject)."""
+        while True:
+            try:
+                n = int(tls.read(CHUNK, clear))  # with a buffer: a count (typeshed: bytes)
+            except ssl.SSLWantReadError:
+                return False
+            except ssl.SSLZeroReturnError:  # close_notify after ours
+                return True
+            if not n:  # close_notify, or TCP EOF (OP_IGNORE_UNEXPECTED_EOF)
+                return True
+            activity.touch()
+            _write_all(stdout, memoryview(clear)[:n])
+
+    try:
+        peer_closed = decrypt()  # the handshake may have brought data already
+        while True:
+            if pending:
+                try:
+                    del pending[: tls.write(pending)]
+                except ssl.SSLWantReadError:
+                    pass  # renegotiating: write again once the peer has answered
+                except ssl.SSLError:
+                    if peer_closed:
+                        return
+                    raise
+            now = time.monotonic()
+            close_at = None
+            if stdin_end is not None and not (pending or wire or closing):
+                close_at = now if peer_closed else max(stdin_end, activity.last) + close_delay
+            if close_at is not None and now >= close_at:
+                # A close_notify for our direction only. unwrap() would then wait
+                # for the peer's close_notify, which decrypt() meets instead.
+                closing = True
+                try:
+                    tls.unwrap()
+                except ssl.SSLWantReadError:
+                    pass
+                except ssl.SSLError:
+                    if not peer_closed:
+                        raise
+            if outgoing.pending:
+                wire += outgoing.read()
+            if closing and not wire and not write_shut:
+                write_shut = True
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_WR)
+
+            if options.timeout and now - activity.last > options.timeout:
+                if (now_queued := _unsent(sock)) == queued:
+                    raise PeerError(f"idle for {options.timeout:g} s; closing")
+                queued = now_queued  # the kernel still hands our bytes to a slow peer
+                activity.touch()
+            if peer_closed and (terminal or write_shut or now - activity.last > PEER_EOF_LINGER):
+                return
+
+            deadline = float("inf") if close_at is None or closing else close_at
+            if options.timeout:
+                deadline = min(deadline, activity.last + options.timeout)
+            if peer_closed:
+                deadline = min(deadline, activity.last + PEER_EOF_LINGER)
+            wait = None
+            if deadline != float("inf"):
+                wait = max(0, int((deadline - time.monotonic()) * 1000) + 1)
+            sock_mask = 0 if peer_closed else select.POLLIN
+            watch(sock.fileno(), sock_mask | (select.POLLOUT if wire else 0))
+            wants_stdin = stdin_end is None and len(pending) + len(wire) < TLS_BACKLOG
+            watch(stdin, select.POLLIN if wants_stdin else 0)
+
+            for fd, events in poller.poll(wait):
+                if fd == stdin:
+                    try:
+                        data = os.read(stdin, CHUNK)
+                    except BlockingIOError:
+                        continue
+                    except OSError as exc:
+                        raise PeerError(f"sending failed: {exc.strerror or exc}") from None
+                    if data:
+                        pending += data
+                        activity.touch()
+                    else:
+                        stdin_end = time.monotonic()
+                    continue
+                if wire and events & (select.POLLOUT | select.POLLERR | select.POLLHUP):
+                    try:
+                        sent = sock.send(wire)
+                    except BlockingIOError:
+                        sent = 0
+                    except OSError as exc:
+                        if exc.errno == errno.EPIPE:
+                            return
+                        raise PeerError(f"sending failed: {exc.strerror or exc}") from None
+                    if sent:
+                        del wire[:sent]
+                        activity.touch()
+                if not peer_closed and events & (select.POLLIN | select.POLLERR | select.POLLHUP):
+                    try:
+                        n = sock.recv_into(received)
+                    except BlockingIOError:
+                        continue
+                    if n:
+                        incoming.write(memoryview(received)[:n])
+                        activity.touch()
+                    else:
+                        incoming.write_eof()
+                    peer_closed = decrypt() or not n
+    except BrokenPipeError:  # stdout closed (e.g. | head): a normal end
+        return
+    except ssl.SSLError as exc:
+        raise PeerError(f"connection failed: TLS error ({exc.reason or exc})") from None
+    except OSError as exc:
+        raise PeerError(f"connection failed: {exc.strerror or exc}") from None
 
 
 # -- udp ---------------------------------------------------------------------------
