@@ -94,3 +94,44 @@ def test_50_mib_arrive_byte_exact(
                 digest.update(chunk)
         hashed = {"sha256": digest.hexdigest(), "size": received.stat().st_size}
     assert hashed == {"sha256": expected, "size": SIZE}
+
+
+def _send_file_through(
+    source: Any, wirekit_listen: Callable[..., Any], spawn: Callable[..., Any]
+) -> bytes:
+    """``wirekit connect < source`` into ``wirekit listen``; what the listener printed."""
+    listener, bound = wirekit_listen(":0", stdin=subprocess.DEVNULL)
+    sender = spawn(
+        ["wirekit", "connect", bound.hostport()], stdin=source, stdout=subprocess.DEVNULL
+    )
+    assert sender.wait(TRANSFER) == 0, sender.stderr_text
+    assert listener.wait(TRANSFER) == 0, listener.stderr_text
+    return bytes(listener.out)
+
+
+def test_a_file_on_stdin_is_sent_from_its_current_offset(
+    tmp_path: Path, wirekit_listen: Callable[..., Any], spawn: Callable[..., Any]
+) -> None:
+    data = random.Random(7).randbytes(3 * 1024 * 1024 + 123)
+    path = tmp_path / "offset.bin"
+    path.write_bytes(data)
+    with path.open("rb") as src:
+        src.seek(1_000_001)  # as `(head -c 1000001 >/dev/null; wirekit connect ...) < file`
+        got = _send_file_through(src, wirekit_listen, spawn)
+    assert got == data[1_000_001:]
+
+
+@pytest.mark.parametrize("name", ["empty", "proc"])
+def test_files_whose_size_is_zero_are_read_not_mapped(
+    name: str, tmp_path: Path, wirekit_listen: Callable[..., Any], spawn: Callable[..., Any]
+) -> None:
+    if name == "empty":
+        path = tmp_path / "empty.bin"
+        path.write_bytes(b"")
+    else:
+        path = Path("/proc/self/cmdline")  # reports size 0, yet has content
+    expected = path.read_bytes()  # /proc/self: this process, which also opens it below
+    with path.open("rb") as src:
+        got = _send_file_through(src, wirekit_listen, spawn)
+    assert got == expected
+    assert name == "empty" or got

@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import mmap
 import os
 import select
 import socket
@@ -40,7 +41,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..addr import Address
 from ..errors import ConnectError, WirekitError
@@ -109,13 +110,7 @@ def _kind(fd: int) -> str:
 def pump_in(fd: int, sock: socket.socket, activity: Activity) -> None:
     """stdin -> socket until EOF."""
     kind = _kind(fd)
-    if kind == "file":
-        with os.fdopen(os.dup(fd), "rb", buffering=0) as src:
-            offset = src.seek(0, os.SEEK_CUR)
-            # In chunks: -w must see a long transfer move, not one silent call.
-            while sent := sock.sendfile(src, offset, CHUNK):  # type: ignore[arg-type]
-                offset += sent
-                activity.touch()
+    if kind == "file" and _send_mapped_file(fd, sock, activity):
         return
     if kind == "pipe":
         try:
@@ -133,6 +128,35 @@ def pump_in(fd: int, sock: socket.socket, activity: Activity) -> None:
             return
         sock.sendall(view[:n])
         activity.touch()
+
+
+def _send_mapped_file(fd: int, sock: socket.socket, activity: Activity) -> bool:
+    """Send a regular file from its current offset to its end; False if it
+    cannot be mapped (the caller then reads it).
+
+    ``sendall`` of 1 MiB slices of an mmap ran about twice as fast as
+    ``sendfile()`` on these machines (4.0 against 2.1 GB/s, benchmarks/
+    section e). Only the kernel reads the mapping, so a file truncated
+    meanwhile ends in an error (EFAULT), never a SIGBUS. In slices, so -w
+    sees a long transfer move.
+    """
+    offset = os.lseek(fd, 0, os.SEEK_CUR)
+    size = os.fstat(fd).st_size
+    if size == 0:
+        return False  # maybe a file whose size says nothing (/proc): read it instead
+    if offset >= size:
+        return True
+    try:
+        mapped = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):
+        return False
+    with mapped, memoryview(mapped) as view:
+        for start in range(offset, size, CHUNK):
+            with view[start : start + CHUNK] as piece:
+                sock.sendall(piece)
+            activity.touch()
+    os.lseek(fd, size, os.SEEK_SET)
+    return True
 
 
 def pump_out(sock: socket.socket, fd: int, activity: Activity) -> None:
@@ -333,8 +357,8 @@ def shuttle(sock: socket.socket, options: NetcatOptions, stdin: int, stdout: int
     if watchdog is not None and watchdog.fired:
         raise PeerError(f"idle for {options.timeout:g} s; closing")
     if failure:
-        exc = failure[0]
-        raise PeerError(f"sending failed: {getattr(exc, 'strerror', None) or exc}")
+        cause = failure[0]
+        raise PeerError(f"sending failed: {getattr(cause, 'strerror', None) or cause}")
 
 
 class _Watchdog(threading.Thread):
@@ -580,7 +604,7 @@ def run_udp(
                     wait = max(0.0, deadline - time.monotonic())
             elif options.timeout:
                 wait = options.timeout
-            readers = [sock, stdin] if stdin_open else [sock]
+            readers: list[Any] = [sock, stdin] if stdin_open else [sock]
             ready, _, _ = select.select(readers, [], [], wait)
             if not ready:
                 return
