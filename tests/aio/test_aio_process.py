@@ -144,3 +144,44 @@ def test_accept_loop_survives_running_out_of_file_descriptors(
         assert conn.recv() == b"after the storm"
     server.proc.send_signal(signal.SIGTERM)
     assert server.proc.wait(10) == 0, server.stderr_text()
+
+
+def _refuses(addr: str) -> bool:
+    try:
+        wirekit.sync.connect(addr, timeout=2).close()
+    except (wirekit.ConnectError, wirekit.BadHello, wirekit.ConnectionClosed):
+        return True
+    return False
+
+
+def test_serve_forever_stops_gracefully_on_sigterm_by_itself(start_server, wait_until) -> None:
+    server = start_server("--builtin", "--grace", "10")
+    addr = f"127.0.0.1:{server.port}"
+    with wirekit.sync.connect(addr, timeout=5) as conn:
+        conn.send(b"hold")
+        assert conn.recv() == b"holding"
+        server.proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: _refuses(addr), what="the server stops accepting")
+        assert server.proc.poll() is None, "the server waits for the handler in flight"
+        conn.send(b"done")
+        assert conn.recv() == b"released:done"
+    assert server.read_line() == "STOPPED"
+    assert server.proc.wait(10) == 0
+
+
+def test_a_second_signal_cuts_the_grace_period_short(start_server, wait_until) -> None:
+    server = start_server("--builtin", "--grace", "30")
+    addr = f"127.0.0.1:{server.port}"
+    with wirekit.sync.connect(addr, timeout=5) as conn:
+        conn.send(b"hold")
+        assert conn.recv() == b"holding"
+        server.proc.send_signal(signal.SIGINT)
+        wait_until(lambda: _refuses(addr), what="the server stops accepting")
+        started = time.monotonic()
+        server.proc.send_signal(signal.SIGINT)
+        with pytest.raises(wirekit.ConnectionClosed) as closed:
+            conn.recv()
+        assert closed.value.code == wirekit.ErrorCode.GOING_AWAY
+    assert server.read_line() == "STOPPED"
+    assert server.proc.wait(10) == 0
+    assert time.monotonic() - started < 5, "the 30 s grace period was not cut short"

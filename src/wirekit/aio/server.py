@@ -22,6 +22,7 @@ from ..proto import FrameConnection, Message, MessageCodec, Role, State
 from ..unixsock import prepare_unix_path, unlink_socket
 from .connection import Connection, MessageHandler
 from .listening import Admission, peer_ip
+from .signals import STOP_SIGNALS, stop_on_signal
 
 __all__ = ["Handler", "Server", "serve"]
 
@@ -100,24 +101,39 @@ class Server:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.shutdown()
 
-    async def serve_forever(self) -> None:
+    async def serve_forever(self, *, stop_signals: Iterable[int] = STOP_SIGNALS) -> None:
+        """Serve until SIGINT or SIGTERM, then :meth:`shutdown` gracefully; a
+        second signal cuts the grace period short. Cancelling the calling task
+        shuts down the same way. ``stop_signals=()`` installs no handlers."""
         assert self._server is not None, "start() the server first"
-        await self._server.serve_forever()
+        with stop_on_signal(stop_signals) as (stop, hurry):
+            try:
+                await stop.wait()
+            finally:
+                await self.shutdown(hurry=hurry)
 
     @property
     def connections(self) -> int:
         return len(self._connections)
 
-    async def shutdown(self, grace: float | None = None) -> None:
-        """Stop accepting, let handlers finish up to ``grace`` seconds, then close."""
+    async def shutdown(
+        self, grace: float | None = None, *, hurry: asyncio.Event | None = None
+    ) -> None:
+        """Stop accepting, let handlers finish up to ``grace`` seconds (default
+        ``Limits.shutdown_grace``; until ``hurry`` is set), then close every
+        connection that is left with GOING_AWAY."""
         if self._closing:
             return
         self._closing = True
         if self._server is not None:
             self._server.close()
         grace = self.limits.shutdown_grace if grace is None else grace
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self._tasks and loop.time() < deadline and not (hurry and hurry.is_set()):
+            await asyncio.wait(set(self._tasks), timeout=min(0.05, deadline - loop.time()))
         if self._tasks:
-            _done, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            pending = set(self._tasks)
             for task in pending:
                 task.cancel()
             if pending:

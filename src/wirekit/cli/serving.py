@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 import sys
-from collections.abc import Iterator
 
 from .. import __version__
 from ..addr import Address
 from ..aio import loop as aio_loop
 from ..aio.raw import RawServer
+from ..aio.signals import stop_on_signal
 from ..limits import Limits
 from ..services import ClassicOptions, ServiceSpec
 
@@ -25,7 +23,7 @@ async def serve_plan(
     rows: list[tuple[str, Address, str]] = []
     # Catch the signals before the table says "Ctrl-C to stop", and keep them
     # through the shutdown: a second signal cuts the grace period short.
-    with _stop_on_signal() as (stop, hurry):
+    with stop_on_signal() as (stop, hurry):
         try:
             for spec, addrs in plan:
                 server = spec.make(options, limits)
@@ -48,22 +46,3 @@ def _print_table(rows: list[tuple[str, Address, str]]) -> None:
     for name, addr, hint in rows:
         lines.append(f"{name:<8} {addr!s:<{width}}  {hint}")
     print("\n".join(lines), flush=True)
-
-
-@contextlib.contextmanager
-def _stop_on_signal() -> Iterator[tuple[asyncio.Event, asyncio.Event]]:
-    """``stop`` is set by the first SIGINT/SIGTERM (graceful stop), ``hurry`` by
-    the second (close every connection now)."""
-    loop = asyncio.get_running_loop()
-    stop, hurry = asyncio.Event(), asyncio.Event()
-
-    def on_signal() -> None:
-        (hurry if stop.is_set() else stop).set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
-    try:
-        yield stop, hurry
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
