@@ -85,3 +85,26 @@ def test_each_udp_peer_gets_its_own_answer(loop_thread: Any) -> None:
     finally:
         for sock in peers:
             sock.close()
+
+
+def test_an_empty_datagram_is_echoed_empty(loop_thread: Any, udp: socket.socket) -> None:
+    # RFC 862; asyncio's and uvloop's sendto() would drop an empty reply.
+    where = _udp_server(loop_thread, lambda: echo_server(ClassicOptions()))
+    udp.sendto(b"", where)
+    assert udp.recvfrom(100) == (b"", where)
+    udp.sendto(b"after", where)
+    assert udp.recv(100) == b"after"
+
+
+def test_a_tiny_limit_never_replies_longer_than_the_request(
+    loop_thread: Any, udp: socket.socket
+) -> None:
+    where = _udp_server(
+        loop_thread, lambda: echo_server(ClassicOptions(), limits=Limits(max_datagram_size=4))
+    )
+    udp.sendto(b"12345", where)  # past the limit, and shorter than the error line
+    udp.settimeout(0.3)
+    with pytest.raises(TimeoutError):
+        udp.recv(100)
+    udp.sendto(b"1234", where)
+    assert udp.recv(100) == b"1234"

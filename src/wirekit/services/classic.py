@@ -10,7 +10,10 @@ sender pauses for ``STAMP_PAUSE`` seconds, or when it reaches the line limit).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import socket
 import struct
 import time
 from typing import Any
@@ -152,9 +155,24 @@ class DatagramService(asyncio.DatagramProtocol):
         self.server = server
         self.answer = answer
         self.transport: asyncio.DatagramTransport | None = None
+        self._raw: socket.socket | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._raw is not None:
+            self._raw.close()
+
+    def _send_empty(self, addr: Any) -> None:
+        """RFC 862 echoes an empty datagram too, but asyncio's and uvloop's
+        sendto() silently drop empty data: send it on a duplicate of the socket."""
+        if self._raw is None:
+            sock = self.transport.get_extra_info("socket")  # type: ignore[union-attr]
+            self._raw = socket.socket(sock.family, socket.SOCK_DGRAM, fileno=os.dup(sock.fileno()))
+            self._raw.setblocking(False)
+        with contextlib.suppress(OSError):
+            self._raw.sendto(b"", addr)
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         assert self.transport is not None
@@ -165,7 +183,11 @@ class DatagramService(asyncio.DatagramProtocol):
             if len(error) <= len(data):  # never an amplifier: the reply is not longer
                 self.transport.sendto(error.encode(), addr)
             return
-        self.transport.sendto(self.answer(data), addr)
+        reply = self.answer(data)
+        if reply:
+            self.transport.sendto(reply, addr)
+        else:
+            self._send_empty(addr)
 
     def error_received(self, exc: Exception) -> None:
         log.debug("udp error: %s", exc)
