@@ -1,0 +1,98 @@
+"""Credentials for wirekit's authenticated services: keys, tokens, pinned certificates.
+
+Primitives only; the exec protocol decides when each one is used:
+
+- :mod:`.paths`: the user's config dir (0700), atomic 0600 writes, and reads
+  that refuse secret files others can read;
+- :mod:`.keys`: OpenSSH-format Ed25519 keys, fingerprints, domain-separated
+  signatures;
+- :mod:`.authorized_keys`: the keys a server accepts, from sshd's own file;
+- :mod:`.token`: the shared-token file and its HMAC proofs;
+- :mod:`.known_hosts`: TLS certificate pins, trust on first use.
+
+Importing this package needs the ``cryptography`` package.
+"""
+
+from .authorized_keys import (
+    AuthorizedKey,
+    AuthorizedKeys,
+    default_authorized_keys_path,
+    load_authorized_keys,
+    parse_authorized_keys,
+)
+from .keys import (
+    SIGNATURE_CONTEXT,
+    default_key_path,
+    fingerprint,
+    generate_keypair,
+    load_private_key,
+    public_key_line,
+    sign,
+    verify,
+    wirekit_key_path,
+)
+from .known_hosts import (
+    ChangedFingerprint,
+    HostStatus,
+    KnownHosts,
+    cert_fingerprint,
+    default_known_hosts_path,
+    fingerprint_hex,
+    normalize_hostport,
+)
+from .paths import (
+    CredentialError,
+    atomic_write,
+    config_dir,
+    locked_dir,
+    read_secret_file,
+    read_trusted_file,
+)
+from .token import (
+    MIN_TOKEN_BITS,
+    TOKEN_CONTEXT,
+    check_token,
+    check_token_proof,
+    default_token_path,
+    ensure_token,
+    load_token,
+    token_proof,
+)
+
+__all__ = [
+    "MIN_TOKEN_BITS",
+    "SIGNATURE_CONTEXT",
+    "TOKEN_CONTEXT",
+    "AuthorizedKey",
+    "AuthorizedKeys",
+    "ChangedFingerprint",
+    "CredentialError",
+    "HostStatus",
+    "KnownHosts",
+    "atomic_write",
+    "cert_fingerprint",
+    "check_token",
+    "check_token_proof",
+    "config_dir",
+    "default_authorized_keys_path",
+    "default_key_path",
+    "default_known_hosts_path",
+    "default_token_path",
+    "ensure_token",
+    "fingerprint",
+    "fingerprint_hex",
+    "generate_keypair",
+    "load_authorized_keys",
+    "load_private_key",
+    "load_token",
+    "locked_dir",
+    "normalize_hostport",
+    "parse_authorized_keys",
+    "public_key_line",
+    "read_secret_file",
+    "read_trusted_file",
+    "sign",
+    "token_proof",
+    "verify",
+    "wirekit_key_path",
+]
