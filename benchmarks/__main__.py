@@ -41,16 +41,31 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         description="Benchmark wirekit against pyzmq, ncat, socat, nc, iperf3 and the "
         "textbook socketserver approach; write RESULTS.md, results.json, results.png.",
     )
-    parser.add_argument("--quick", action="store_true",
-                        help="smaller counts and one run per figure (about 2 minutes)")
-    parser.add_argument("--only", metavar="a,b,...", default="",
-                        help="sections to run: " + ", ".join(
-                            f"{key} ({mod.__name__.split('.')[-1]})"
-                            for key, mod in SECTIONS.items()))
-    parser.add_argument("--out", metavar="DIR", type=Path, default=BENCH_DIR,
-                        help="where to write the results (default: the benchmarks folder)")
-    parser.add_argument("--repeats", type=int, default=None,
-                        help="runs per figure, the median is reported (default 5, quick 1)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smaller counts and one run per figure (about 2 minutes)",
+    )
+    parser.add_argument(
+        "--only",
+        metavar="a,b,...",
+        default="",
+        help="sections to run: "
+        + ", ".join(f"{key} ({mod.__name__.split('.')[-1]})" for key, mod in SECTIONS.items()),
+    )
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        type=Path,
+        default=BENCH_DIR,
+        help="where to write the results (default: the benchmarks folder)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="runs per figure, the median is reported (default 5, quick 1)",
+    )
     return parser.parse_args(argv)
 
 
@@ -89,10 +104,20 @@ def _source_state() -> str:
     """The commit the measured wirekit comes from, and whether src/ had uncommitted
     changes (the suite measures the working tree)."""
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=10, cwd=ROOT)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"],
-                               capture_output=True, text=True, timeout=10, cwd=ROOT)
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            cwd=ROOT,
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            cwd=ROOT,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     if head.returncode != 0:
@@ -140,8 +165,13 @@ def cpu_counters() -> tuple[float, float, float]:
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     busy = (fields[0] + fields[1] + fields[2]) / hz
     steal = fields[7] / hz if len(fields) > 7 else 0.0
-    own = sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
-                                                resource.getrusage(resource.RUSAGE_CHILDREN)))
+    own = sum(
+        r.ru_utime + r.ru_stime
+        for r in (
+            resource.getrusage(resource.RUSAGE_SELF),
+            resource.getrusage(resource.RUSAGE_CHILDREN),
+        )
+    )
     return busy, steal, own
 
 
@@ -150,10 +180,13 @@ def interference_note(before: tuple[float, float, float], seconds: float) -> str
     busy, steal, own = (b - a for a, b in zip(before, cpu_counters(), strict=True))
     available = seconds * (os.cpu_count() or 1)
     other = max(0.0, busy - own)
-    return (f"While this section ran, processes outside the benchmark used about "
-            f"{other:.1f} of {available:.0f} CPU-seconds ({100 * other / available:.0f}%), "
-            f"hypervisor steal {steal:.1f} CPU-seconds; load average after it: "
-            + " ".join(f"{x:.2f}" for x in os.getloadavg()) + ".")
+    return (
+        f"While this section ran, processes outside the benchmark used about "
+        f"{other:.1f} of {available:.0f} CPU-seconds ({100 * other / available:.0f}%), "
+        f"hypervisor steal {steal:.1f} CPU-seconds; load average after it: "
+        + " ".join(f"{x:.2f}" for x in os.getloadavg())
+        + "."
+    )
 
 
 def run_section(key: str, cfg: Config) -> SectionResult:
@@ -194,9 +227,11 @@ def main(argv: list[str]) -> int:
         results.append(result)
         for row in result.rows:
             ratio = f"{row.ratio:.2f}x" if row.ratio is not None else "-"
-            print(f"   {row.what}: {row.wirekit} | {row.reference} | {ratio} | {row.target}"
-                  f"{'' if row.met is None else (' met' if row.met else ' MISSED')}",
-                  flush=True)
+            print(
+                f"   {row.what}: {row.wirekit} | {row.reference} | {ratio} | {row.target}"
+                f"{'' if row.met is None else (' met' if row.met else ' MISSED')}",
+                flush=True,
+            )
         meta["total time"] = f"{time.monotonic() - start:.0f} s"
         write_all(args.out, results, meta)
     print(f"wrote {args.out / 'RESULTS.md'} in {time.monotonic() - start:.0f} s")

@@ -51,12 +51,20 @@ TITLE = "(c) New connections per second"
 
 
 def client_hello() -> bytes:
-    """The 12-byte hello a wirekit client sends with the default limits. A wirekit
-    server with the default limits answers with the same 12 bytes."""
+    """The 12-byte hello a wirekit client sends with the default limits."""
     from wirekit.limits import DEFAULT_LIMITS
     from wirekit.proto.frames import encode_hello
 
     return encode_hello(DEFAULT_LIMITS.max_frame_size)
+
+
+def server_hello() -> bytes:
+    """The 12-byte hello a wirekit server with the default limits answers with
+    (the client's, with the server flag set: protocol.md §2)."""
+    from wirekit.limits import DEFAULT_LIMITS
+    from wirekit.proto.frames import Role, encode_hello
+
+    return encode_hello(DEFAULT_LIMITS.max_frame_size, role=Role.SERVER)
 
 
 # -- servers (worker side) ---------------------------------------------------------------
@@ -123,13 +131,14 @@ def client_raw_hello(port: int, n: int) -> None:
     """Raw socket: send the 12-byte hello, read the 12-byte server hello and check
     it, close."""
     hello = client_hello()
+    expected = server_hello()
     reply = bytearray(len(hello))
 
     def once(p: int) -> bool:
         with socket.create_connection((HOST, p), timeout=10) as sock:
             sock.sendall(hello)
             recv_exactly(sock, reply)
-        return reply == hello
+        return reply == expected
 
     _timed(port, n, once)
 
@@ -152,6 +161,7 @@ def client_parallel(port: int, n: int, inflight: int, hello: bool) -> None:
     server hello), else each waits for the server's close. Measures what the server
     sustains rather than one round trip after another."""
     request = client_hello() if hello else b""
+    expected = server_hello() if hello else b""
     want = len(request)
     sel = selectors.DefaultSelector()
     counts = {"started": 0, "done": 0, "failed": 0}
@@ -187,9 +197,9 @@ def client_parallel(port: int, n: int, inflight: int, hello: bool) -> None:
             return
         state[1] += data
         if not data:
-            finish(sock, state[1] == request)
+            finish(sock, state[1] == expected)
         elif want and len(state[1]) >= want:
-            finish(sock, state[1] == request)  # the server's hello, nothing else
+            finish(sock, state[1] == expected)  # the server's hello, nothing else
 
     begin = time.perf_counter()
     for _ in range(min(inflight, n)):
@@ -201,8 +211,13 @@ def client_parallel(port: int, n: int, inflight: int, hello: bool) -> None:
         for key, _ in events:
             step(key.fileobj, key.data)  # type: ignore[arg-type]
     elapsed = time.perf_counter() - begin
-    report(n=n, seconds=elapsed, per_s=counts["done"] / elapsed, failed=counts["failed"],
-           inflight=inflight)
+    report(
+        n=n,
+        seconds=elapsed,
+        per_s=counts["done"] / elapsed,
+        failed=counts["failed"],
+        inflight=inflight,
+    )
 
 
 # -- driver --------------------------------------------------------------------------------
@@ -235,8 +250,14 @@ BARE_LABEL = "bare uvloop Protocol (accept+close)"
 CLIENTS = (
     ("sync connect()+close()", "sync", SEQ, "connrate.client_sync", (), "bare"),
     ("raw hello+close", "raw", SEQ, "connrate.client_raw_hello", (), "bare"),
-    ("raw hello+close", "par", PAR, PARALLEL, (("inflight", INFLIGHT), ("hello", True)),
-     "bare-par"),
+    (
+        "raw hello+close",
+        "par",
+        PAR,
+        PARALLEL,
+        (("inflight", INFLIGHT), ("hello", True)),
+        "bare-par",
+    ),
 )
 
 
@@ -244,9 +265,21 @@ def _wirekit(handler: str) -> list[tuple[Variant, str]]:
     """One variant per client against a wirekit server with ``handler``, each with
     the slug of its reference."""
     short = "cb" if handler == CALLBACK else "co"
-    return [(Variant(f"{HANDLER_LABELS[handler]}, {label}", f"wk-{short}-{slug}", case,
-                     WK_SERVER, client, kwargs, handler), ref)
-            for label, slug, case, client, kwargs, ref in CLIENTS]
+    return [
+        (
+            Variant(
+                f"{HANDLER_LABELS[handler]}, {label}",
+                f"wk-{short}-{slug}",
+                case,
+                WK_SERVER,
+                client,
+                kwargs,
+                handler,
+            ),
+            ref,
+        )
+        for label, slug, case, client, kwargs, ref in CLIENTS
+    ]
 
 
 # The MessageHandler server carries the target (wirekit's fastest server API); the
@@ -255,8 +288,14 @@ HEADLINE = _wirekit(CALLBACK)
 EXTRA = _wirekit(COROUTINE)
 BARE = (
     Variant(BARE_LABEL, "bare", SEQ, BARE_SERVER, "connrate.client_raw_eof"),
-    Variant(BARE_LABEL, "bare-par", PAR, BARE_SERVER, PARALLEL,
-            (("inflight", INFLIGHT), ("hello", False))),
+    Variant(
+        BARE_LABEL,
+        "bare-par",
+        PAR,
+        BARE_SERVER,
+        PARALLEL,
+        (("inflight", INFLIGHT), ("hello", False)),
+    ),
 )
 VARIANTS = (*(v for v, _ in HEADLINE), *(v for v, _ in EXTRA), *BARE)
 
@@ -269,15 +308,26 @@ def _rate(variant: Variant, run: int, *, placement: Placement, n: int) -> float:
         Side(variant.client, {"n": n, **dict(variant.kwargs)}),
     )
     if result.get("failed"):
-        raise BenchError(f"{result['failed']} of {n} connections failed "
-                         "(no connection, or a reply other than the server hello)")
+        raise BenchError(
+            f"{result['failed']} of {n} connections failed "
+            "(no connection, or a reply other than the server hello)"
+        )
     return float(result["per_s"])
 
 
 def _figure(variant: Variant, placement: Placement, n: int, runs: Runs[float]) -> Figure:
     value = median(runs.values) if not runs.note else None
-    return Figure(variant.label, variant.case, "connections", "conn/s", value, placement.label,
-                  runs.values, runs.note, {"n": n, "client": variant.client})
+    return Figure(
+        variant.label,
+        variant.case,
+        "connections",
+        "conn/s",
+        value,
+        placement.label,
+        runs.values,
+        runs.note,
+        {"n": n, "client": variant.client},
+    )
 
 
 def run(cfg: Config) -> SectionResult:

@@ -135,10 +135,12 @@ class Variant:
 
 # The MessageHandler server carries the target (wirekit's leanest server API); the
 # coroutine-handler server gives extra rows without a target.
-WIREKIT = Variant(f"{HANDLER_LABELS[CALLBACK]} echo server", "wk-cb", "idlemem.serve_wirekit",
-                  CALLBACK)
-WIREKIT_TASK = Variant(f"{HANDLER_LABELS[COROUTINE]} echo server", "wk-co",
-                       "idlemem.serve_wirekit", COROUTINE)
+WIREKIT = Variant(
+    f"{HANDLER_LABELS[CALLBACK]} echo server", "wk-cb", "idlemem.serve_wirekit", CALLBACK
+)
+WIREKIT_TASK = Variant(
+    f"{HANDLER_LABELS[COROUTINE]} echo server", "wk-co", "idlemem.serve_wirekit", COROUTINE
+)
 BARE = Variant("bare uvloop Protocol", "bare", "idlemem.serve_bare")
 STREAMS = Variant("asyncio streams on uvloop", "streams", "idlemem.serve_streams")
 VARIANTS = (WIREKIT, WIREKIT_TASK, BARE, STREAMS)
@@ -146,14 +148,14 @@ VARIANTS = (WIREKIT, WIREKIT_TASK, BARE, STREAMS)
 
 def _once(variant: Variant, placement: Placement, n: int, run: int) -> float:
     name = f"d-{variant.slug}-{run}"
-    server = worker(f"{name}-server", placement.server_cpu, variant.server,
-                    **variant.server_kwargs)
+    server = worker(f"{name}-server", placement.server_cpu, variant.server, **variant.server_kwargs)
     try:
         port = server.ready()
         time.sleep(SETTLE)
         before = rss_bytes(server.pid)
-        client = worker(f"{name}-client", placement.client_cpu, "idlemem.client_hold",
-                        port=port, n=n)
+        client = worker(
+            f"{name}-client", placement.client_cpu, "idlemem.client_hold", port=port, n=n
+        )
         try:
             held = int(client.line("HELD", 120, watch=server))
             time.sleep(SETTLE)
@@ -177,8 +179,17 @@ def _measure(variant: Variant, placement: Placement, n: int, repeats: int) -> Fi
             note = f"failed: {exc}"
             break
     value = median(values) if not note else None
-    return Figure(variant.label, f"{n:,} idle", "RSS growth per connection", "B/conn", value,
-                  placement.label, values, note, {"n": n})
+    return Figure(
+        variant.label,
+        f"{n:,} idle",
+        "RSS growth per connection",
+        "B/conn",
+        value,
+        placement.label,
+        values,
+        note,
+        {"n": n},
+    )
 
 
 def run(cfg: Config) -> SectionResult:
@@ -193,8 +204,13 @@ def run(cfg: Config) -> SectionResult:
         short = HANDLER_LABELS[variant.handler].removeprefix("wirekit ")
         for ref in (BARE, STREAMS):
             result.rows.append(
-                compare(f"RSS per idle conn, {short}, vs {ref.label}", figures[variant.slug],
-                        figures[ref.slug], goal, lower_is_better=True)
+                compare(
+                    f"RSS per idle conn, {short}, vs {ref.label}",
+                    figures[variant.slug],
+                    figures[ref.slug],
+                    goal,
+                    lower_is_better=True,
+                )
             )
     result.notes += [
         f"(server RSS after {n:,} handshaken connections - RSS before) / {n:,}; median of "

@@ -353,50 +353,83 @@ class Tool:
 
 TOOLS = (
     Tool("wirekit async", "wk-async", "oneway.recv_wirekit", "oneway.send_wirekit_async"),
-    Tool("wirekit sync client sending", "wk-sync", "oneway.recv_wirekit",
-         "oneway.send_wirekit_sync"),
-    Tool("wirekit sync client receiving", "wk-sync-recv", "oneway.recv_wirekit_sync",
-         "oneway.send_wirekit_server", receiver_is_client=True),
-    Tool("wirekit async into a MessageHandler", "wk-cb", "oneway.recv_wirekit_callback",
-         "oneway.send_wirekit_async", extra=True),
+    Tool(
+        "wirekit sync client sending", "wk-sync", "oneway.recv_wirekit", "oneway.send_wirekit_sync"
+    ),
+    Tool(
+        "wirekit sync client receiving",
+        "wk-sync-recv",
+        "oneway.recv_wirekit_sync",
+        "oneway.send_wirekit_server",
+        receiver_is_client=True,
+    ),
+    Tool(
+        "wirekit async into a MessageHandler",
+        "wk-cb",
+        "oneway.recv_wirekit_callback",
+        "oneway.send_wirekit_async",
+        extra=True,
+    ),
     Tool("pyzmq PUSH/PULL", "zmq", "oneway.recv_zmq", "oneway.send_zmq"),
     Tool("textbook socketserver", "textbook", "oneway.recv_textbook", "oneway.send_textbook"),
 )
 
 
-def _rate(tool: Tool, run: int, *, size: int, n: int,
-          placement: Placement) -> tuple[float, float]:
+def _rate(tool: Tool, run: int, *, size: int, n: int, placement: Placement) -> tuple[float, float]:
     """One run: (receiver msgs/s, receiver minor page faults per message)."""
     name = f"a-{tool.slug}-{size}-{run}"
     if tool.receiver_is_client:
         # The receiver still runs on the first CPU and the sender on the second.
-        result = run_pair(name, Placement(placement.client_cpu, placement.server_cpu),
-                          Side(tool.sender, {"n": n, "size": size}),
-                          Side(tool.receiver, {"n": n}), result_from="client")
+        result = run_pair(
+            name,
+            Placement(placement.client_cpu, placement.server_cpu),
+            Side(tool.sender, {"n": n, "size": size}),
+            Side(tool.receiver, {"n": n}),
+            result_from="client",
+        )
     else:
-        result = run_pair(name, placement, Side(tool.receiver, {"n": n}),
-                          Side(tool.sender, {"n": n, "size": size}), result_from="server")
+        result = run_pair(
+            name,
+            placement,
+            Side(tool.receiver, {"n": n}),
+            Side(tool.sender, {"n": n, "size": size}),
+            result_from="server",
+        )
     if result["last_size"] != size or not result["msgs_per_s"]:
         raise BenchError(f"bad result: {result}")
     return float(result["msgs_per_s"]), float(result["minor_faults_per_msg"])
 
 
-def _figures(tool: Tool, size: int, n: int, placement: Placement,
-             runs: Runs[tuple[float, float]]) -> list[Figure]:
+def _figures(
+    tool: Tool, size: int, n: int, placement: Placement, runs: Runs[tuple[float, float]]
+) -> list[Figure]:
     rates, note = [r for r, _ in runs.values], runs.note
     rate = median(rates) if not note else None
     case = size_label(size)
     faults = [f for _, f in runs.values]
-    extra = {"n": n, "receiver": tool.receiver, "sender": tool.sender,
-             "batch": chunk_count(size) if tool.slug.startswith("wk") else None,
-             "receiver_minor_faults_per_msg": faults,
-             "receiver_minor_faults_per_msg_median": median(faults)}
+    extra = {
+        "n": n,
+        "receiver": tool.receiver,
+        "sender": tool.sender,
+        "batch": chunk_count(size) if tool.slug.startswith("wk") else None,
+        "receiver_minor_faults_per_msg": faults,
+        "receiver_minor_faults_per_msg_median": median(faults),
+    }
     mbps = [r * size / 1e6 for r in rates]
     where = f"receiver CPU {placement.server_cpu}, sender CPU {placement.client_cpu}"
     return [
         Figure(tool.label, case, "rate", "msgs/s", rate, where, rates, note, extra),
-        Figure(tool.label, case, "throughput", "MB/s", rate * size / 1e6 if rate else None,
-               where, mbps, note, extra),
+        Figure(
+            tool.label,
+            case,
+            "throughput",
+            "MB/s",
+            rate * size / 1e6 if rate else None,
+            where,
+            mbps,
+            note,
+            extra,
+        ),
     ]
 
 
@@ -414,9 +447,11 @@ def _faults_note(figures: list[Figure], case: str) -> str:
         value = fig.extra.get("receiver_minor_faults_per_msg_median")
         if fig.case == case and fig.unit == "MB/s" and value is not None:
             parts.append(f"{fig.tool}: {value:.1f}")
-    return (f"Receiver minor page faults per {case} message (getrusage in the receiver, "
-            "median of the runs; a 64 KiB payload spans 16 pages, so 16 would mean every "
-            "message landed in memory fresh from the kernel): " + "; ".join(parts) + ".")
+    return (
+        f"Receiver minor page faults per {case} message (getrusage in the receiver, "
+        "median of the runs; a 64 KiB payload spans 16 pages, so 16 would mean every "
+        "message landed in memory fresh from the kernel): " + "; ".join(parts) + "."
+    )
 
 
 def _target(size: int) -> Target | None:

@@ -45,8 +45,15 @@ def summary_table(sections: list[SectionResult]) -> list[str]:
     for section in sections:
         for row in section.rows:
             better = " (lower is better)" if row.lower_is_better else ""
-            cells = [section.key, row.what + better, row.wirekit, row.reference,
-                     _ratio_text(row), _met_text(row), row.placement]
+            cells = [
+                section.key,
+                row.what + better,
+                row.wirekit,
+                row.reference,
+                _ratio_text(row),
+                _met_text(row),
+                row.placement,
+            ]
             lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     return lines
 
@@ -119,12 +126,20 @@ def write_png(path: Path, sections: list[SectionResult]) -> None:
     if not charted:
         return
     heights = [max(1.5, 0.45 * len(s.rows) + 0.9) for s in charted]
-    fig, axes = plt.subplots(len(charted), 1, figsize=(12, sum(heights)),
-                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+    fig, axes = plt.subplots(
+        len(charted),
+        1,
+        figsize=(12, sum(heights)),
+        gridspec_kw={"height_ratios": heights},
+        squeeze=False,
+    )
     for ax, section in zip(axes[:, 0], charted, strict=True):
         _chart(ax, section)
-    fig.suptitle("wirekit / reference (green: target met, red: missed, grey: no target; "
-                 "dashed: ratio target)", fontsize=10)
+    fig.suptitle(
+        "wirekit / reference (green: target met, red: missed, grey: no target; "
+        "dashed: ratio target)",
+        fontsize=10,
+    )
     fig.tight_layout(rect=(0, 0, 1, 0.985))
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -143,8 +158,13 @@ def _chart(ax: Any, section: SectionResult) -> None:
         text = f"{_ratio_text(row)}  (wirekit {figure})" if row.ratio is not None else "no figure"
         ax.text(values[i], i, f" {text}", va="center", fontsize=7)
         if row.target_ratio is not None:
-            ax.plot([row.target_ratio] * 2, [i - 0.45, i + 0.45], color="black",
-                    linestyle="--", linewidth=1.2)
+            ax.plot(
+                [row.target_ratio] * 2,
+                [i - 0.45, i + 0.45],
+                color="black",
+                linestyle="--",
+                linewidth=1.2,
+            )
     ax.set_title(section.title, fontsize=9, loc="left")
     ax.set_xlabel("ratio (x)", fontsize=8)
     ax.margins(x=0.3)

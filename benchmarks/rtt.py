@@ -167,9 +167,13 @@ FLOOR = Variant("blocking sockets", "floor", "rtt.serve_blocking", "rtt.client_b
 
 def _wirekit(handler: str, client: str) -> Variant:
     kind = "sync" if client == "sync" else "async"
-    return Variant(f"{HANDLER_LABELS[handler]} server + {kind} client",
-                   f"wk-{'cb' if handler == CALLBACK else 'co'}-{kind}", "rtt.serve_wirekit",
-                   f"rtt.client_wirekit_{kind}", handler)
+    return Variant(
+        f"{HANDLER_LABELS[handler]} server + {kind} client",
+        f"wk-{'cb' if handler == CALLBACK else 'co'}-{kind}",
+        "rtt.serve_wirekit",
+        f"rtt.client_wirekit_{kind}",
+        handler,
+    )
 
 
 # The first two carry the target (the MessageHandler is wirekit's fastest server
@@ -189,16 +193,26 @@ def _latency(variant: Variant, run: int, *, placement: Placement, n: int) -> dic
     )
 
 
-def _figures(variant: Variant, placement: Placement, n: int,
-             runs: Runs[dict[str, Any]]) -> tuple[Figure, Figure]:
+def _figures(
+    variant: Variant, placement: Placement, n: int, runs: Runs[dict[str, Any]]
+) -> tuple[Figure, Figure]:
     figures = []
     for key, case in (("p50_us", "p50"), ("p99_us", "p99")):
         values = [float(r[key]) for r in runs.values]
         value = median(values) if not runs.note else None
         extra = {"n": n, "runs": runs.values}
         figures.append(
-            Figure(variant.label, case, "round trip", "µs", value, placement.label, values,
-                   runs.note, extra)
+            Figure(
+                variant.label,
+                case,
+                "round trip",
+                "µs",
+                value,
+                placement.label,
+                values,
+                runs.note,
+                extra,
+            )
         )
     return figures[0], figures[1]
 
@@ -213,8 +227,10 @@ def run(cfg: Config) -> SectionResult:
         floor_p50, floor_p99 = measured[FLOOR.slug]
         for variant in (*HEADLINE, *EXTRA):
             p50, p99 = measured[variant.slug]
-            what = (f"64 B RTT {{}}, {HANDLER_LABELS[variant.handler].removeprefix('wirekit ')}"
-                    f" + {variant.client_kind}, {placement.short}")
+            what = (
+                f"64 B RTT {{}}, {HANDLER_LABELS[variant.handler].removeprefix('wirekit ')}"
+                f" + {variant.client_kind}, {placement.short}"
+            )
             target = Target("<=", 1.3) if variant in HEADLINE else None
             result.rows.append(compare(what.format("p50"), p50, floor_p50, target, True))
             result.rows.append(compare(what.format("p99"), p99, floor_p99, None, True))

@@ -65,27 +65,50 @@ class Tool:
         return [part.format(port=port, host=HOST, mib=size // MiB) for part in template]
 
 
-WIREKIT = Tool("wirekit listen/connect", "wirekit", "wirekit",
-               (*WIREKIT_CLI, "listen", "tcp://{host}:{port}"),
-               (*WIREKIT_CLI, "connect", "{host}:{port}"))
-NCAT = Tool("ncat", "ncat", "ncat", ("ncat", "-l", "{host}", "{port}"),
-            ("ncat", "--send-only", "{host}", "{port}"))
-SOCAT = Tool("socat", "socat", "socat",
-             ("socat", "-u", "TCP-LISTEN:{port},reuseaddr,bind={host}", "-"),
-             ("socat", "-u", "-", "TCP:{host}:{port}"))
-NC = Tool("nc (netcat-openbsd)", "nc", "nc", ("nc", "-l", "{host}", "{port}"),
-          ("nc", "-N", "{host}", "{port}"))
-IPERF3 = Tool("iperf3 (ceiling)", "iperf3", "iperf3",
-              ("iperf3", "-s", "-1", "-B", "{host}", "-p", "{port}"),
-              ("iperf3", "-c", "{host}", "-p", "{port}", "-n", "{mib}M", "-J"))
+WIREKIT = Tool(
+    "wirekit listen/connect",
+    "wirekit",
+    "wirekit",
+    (*WIREKIT_CLI, "listen", "tcp://{host}:{port}"),
+    (*WIREKIT_CLI, "connect", "{host}:{port}"),
+)
+NCAT = Tool(
+    "ncat",
+    "ncat",
+    "ncat",
+    ("ncat", "-l", "{host}", "{port}"),
+    ("ncat", "--send-only", "{host}", "{port}"),
+)
+SOCAT = Tool(
+    "socat",
+    "socat",
+    "socat",
+    ("socat", "-u", "TCP-LISTEN:{port},reuseaddr,bind={host}", "-"),
+    ("socat", "-u", "-", "TCP:{host}:{port}"),
+)
+NC = Tool(
+    "nc (netcat-openbsd)",
+    "nc",
+    "nc",
+    ("nc", "-l", "{host}", "{port}"),
+    ("nc", "-N", "{host}", "{port}"),
+)
+IPERF3 = Tool(
+    "iperf3 (ceiling)",
+    "iperf3",
+    "iperf3",
+    ("iperf3", "-s", "-1", "-B", "{host}", "-p", "{port}"),
+    ("iperf3", "-c", "{host}", "-p", "{port}", "-n", "{mib}M", "-J"),
+)
 TOOLS = (WIREKIT, NCAT, SOCAT, NC, IPERF3)
 
 
 def wirekit_cli_missing() -> str | None:
     """Why ``wirekit listen``/``connect`` cannot run yet, or None when they can."""
     try:
-        proc = subprocess.run([*WIREKIT_CLI, "--help"], capture_output=True, text=True,
-                              timeout=30, cwd=ROOT)
+        proc = subprocess.run(
+            [*WIREKIT_CLI, "--help"], capture_output=True, text=True, timeout=30, cwd=ROOT
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"wirekit CLI did not run: {exc}"
     text = proc.stdout + proc.stderr
@@ -158,16 +181,22 @@ def _close(fds: list[int]) -> None:
         os.close(fd)
 
 
-def _transfer(tool: Tool, placement: Placement, source: Path, size: int, mode: Mode,
-              name: str) -> tuple[float, dict[str, Any]]:
+def _transfer(
+    tool: Tool, placement: Placement, source: Path, size: int, mode: Mode, name: str
+) -> tuple[float, dict[str, Any]]:
     """Run one transfer; return (seconds from sender start to receiver exit, extra)."""
     port = free_port()
     timeout = TIMEOUT + size / 100e6
     stdin_of_receiver, close_now, close_later = _listener_stdin(mode.listener_stdin)
     with open(os.devnull, "wb") as out, open(source, "rb") as data:
         try:
-            receiver = Child(f"{name}-recv", tool.argv(tool.listen, port, size),
-                             placement.server_cpu, stdin=stdin_of_receiver, stdout=out)
+            receiver = Child(
+                f"{name}-recv",
+                tool.argv(tool.listen, port, size),
+                placement.server_cpu,
+                stdin=stdin_of_receiver,
+                stdout=out,
+            )
         finally:
             _close(close_now)
         children = [receiver]
@@ -180,8 +209,13 @@ def _transfer(tool: Tool, placement: Placement, source: Path, size: int, mode: M
                 cat = Child(f"{name}-cat", ["cat"], placement.client_cpu, stdin=data)
                 children.append(cat)
                 stdin = cat.proc.stdout
-            sender = Child(f"{name}-send", tool.argv(tool.send, port, size),
-                           placement.client_cpu, stdin=stdin, stdout=stdout)
+            sender = Child(
+                f"{name}-send",
+                tool.argv(tool.send, port, size),
+                placement.client_cpu,
+                stdin=stdin,
+                stdout=stdout,
+            )
             children.append(sender)
             code, counters = receiver.wait_with_io(timeout)
             seconds = time.perf_counter() - start
@@ -192,12 +226,16 @@ def _transfer(tool: Tool, placement: Placement, source: Path, size: int, mode: M
                 child.stop()
             _close(close_later)
     if code != 0 or send_code != 0:
-        raise BenchError(f"{tool.label}: receiver exited {code}, sender {send_code} "
-                         f"({receiver.log_tail()} {sender.log_tail()})".strip())
+        raise BenchError(
+            f"{tool.label}: receiver exited {code}, sender {send_code} "
+            f"({receiver.log_tail()} {sender.log_tail()})".strip()
+        )
     written = counters.get("wchar", -1)
     if tool is not IPERF3 and written < size:
-        raise BenchError(f"incomplete transfer: the receiver wrote {written:,} of {size:,} "
-                         f"bytes in {seconds:.3f} s, and both ends exited 0")
+        raise BenchError(
+            f"incomplete transfer: the receiver wrote {written:,} of {size:,} "
+            f"bytes in {seconds:.3f} s, and both ends exited 0"
+        )
     return seconds, extra
 
 
@@ -212,17 +250,27 @@ def _sender_output(sender: Child) -> dict[str, Any]:
         return {}
 
 
-def _once(tool: Tool, run: int, *, placement: Placement, size: int,
-          mode: Mode) -> tuple[float, dict[str, Any]]:
-    seconds, more = _transfer(tool, placement, data_file(size), size, mode,
-                              f"e-{tool.slug}{mode.suffix}-{run}")
+def _once(
+    tool: Tool, run: int, *, placement: Placement, size: int, mode: Mode
+) -> tuple[float, dict[str, Any]]:
+    seconds, more = _transfer(
+        tool, placement, data_file(size), size, mode, f"e-{tool.slug}{mode.suffix}-{run}"
+    )
     return seconds, more
 
 
-def _figure(tool: Tool, placement: Placement, size: int, mode: Mode,
-            runs: Runs[tuple[float, dict[str, Any]]] | None) -> Figure:
-    extra: dict[str, Any] = {"bytes": size, "source": "cat file |" if mode.via_pipe else "< file",
-                             "listener_stdin": LISTENER_STDIN[mode.listener_stdin]}
+def _figure(
+    tool: Tool,
+    placement: Placement,
+    size: int,
+    mode: Mode,
+    runs: Runs[tuple[float, dict[str, Any]]] | None,
+) -> Figure:
+    extra: dict[str, Any] = {
+        "bytes": size,
+        "source": "cat file |" if mode.via_pipe else "< file",
+        "listener_stdin": LISTENER_STDIN[mode.listener_stdin],
+    }
     rates: list[float] = []
     note = (unavailable(tool) or "not run") if runs is None else runs.note
     for seconds, more in runs.values if runs is not None else []:
@@ -232,16 +280,17 @@ def _figure(tool: Tool, placement: Placement, size: int, mode: Mode,
             extra.setdefault(key, []).append(value)
     value = median(rates) if not note else None
     label = tool.label + (f", {mode.label}" if mode.label else "")
-    return Figure(label, f"{size // MiB} MiB", "stream", "MB/s", value, placement.label, rates,
-                  note, extra)
+    return Figure(
+        label, f"{size // MiB} MiB", "stream", "MB/s", value, placement.label, rates, note, extra
+    )
 
 
-def _measure(tools: tuple[Tool, ...], placement: Placement, size: int, repeats: int,
-             mode: Mode) -> dict[str, Figure]:
+def _measure(
+    tools: tuple[Tool, ...], placement: Placement, size: int, repeats: int, mode: Mode
+) -> dict[str, Figure]:
     """The installed tools run round-robin; missing ones get a 'not installed' figure."""
     usable = tuple(tool for tool in tools if unavailable(tool) is None)
-    runs = interleaved(usable, repeats, partial(_once, placement=placement, size=size,
-                                                mode=mode))
+    runs = interleaved(usable, repeats, partial(_once, placement=placement, size=size, mode=mode))
     return {tool.slug: _figure(tool, placement, size, mode, runs.get(tool)) for tool in tools}
 
 
@@ -264,16 +313,26 @@ def run(cfg: Config) -> SectionResult:
     wirekit = figures[WIREKIT.slug]
     targets = {"ncat": Target(">=", 1.0), "iperf3": Target(">=", 0.8)}
     for tool in TOOLS[1:]:
-        result.rows.append(compare(f"{size // MiB} MiB stream vs {tool.label}", wirekit,
-                                   figures[tool.slug], targets.get(tool.slug)))
+        result.rows.append(
+            compare(
+                f"{size // MiB} MiB stream vs {tool.label}",
+                wirekit,
+                figures[tool.slug],
+                targets.get(tool.slug),
+            )
+        )
     # Not in the issue, no targets: a pipe as the sender's stdin (no regular-file fast
     # path such as sendfile), and other kinds of stdin for the listener.
-    for mode in (Mode(via_pipe=True), Mode(listener_stdin="devnull"),
-                 Mode(listener_stdin="pipe")):
+    for mode in (Mode(via_pipe=True), Mode(listener_stdin="devnull"), Mode(listener_stdin="pipe")):
         pair = _measure((WIREKIT, NCAT), placement, size, cfg.repeats, mode)
         result.figures += pair.values()
-        result.rows.append(compare(f"{size // MiB} MiB stream, {mode.label}, vs ncat",
-                                   pair[WIREKIT.slug], pair[NCAT.slug]))
+        result.rows.append(
+            compare(
+                f"{size // MiB} MiB stream, {mode.label}, vs ncat",
+                pair[WIREKIT.slug],
+                pair[NCAT.slug],
+            )
+        )
         if mode.listener_stdin == "pipe":
             result.notes.append(_seconds_note(mode, pair[WIREKIT.slug], pair[NCAT.slug]))
     result.notes += [

@@ -37,7 +37,8 @@ class Limits:
     max_line_length: int = 64 * KiB
     #: Largest UDP datagram a service accepts; larger ones get an error reply.
     max_datagram_size: int = 8 * KiB
-    #: Seconds connections get to finish on shutdown before they are closed.
+    #: Seconds handlers get to finish on shutdown, a peer gets to answer CLOSE, and a
+    #: closing connection gets to drain its queued output before it is aborted.
     shutdown_grace: float = 5.0
 
     def replace(self, **changes: float) -> Limits:

@@ -31,6 +31,7 @@ HTTP_400 = (
     b"\r\n" + NOT_WIREKIT_LINE
 )
 HELLO = b"WKIT\x01\x00\x00\x00" + (1 << 20).to_bytes(4, "big")
+SERVER_HELLO = b"WKIT\x01\x01\x00\x00" + (1 << 20).to_bytes(4, "big")  # flag 0x01: the server's
 
 
 async def echo(conn: Connection) -> None:
@@ -140,7 +141,7 @@ def test_four_gib_frame_head_gets_frame_too_large_and_memory_stays_flat(arun, rs
                         await loop.sock_sendall(sock, HELLO + head)
                         await loop.sock_sendall(sock, junk)
                     reply = await read_raw_to_eof(sock)
-                assert reply[:12] == HELLO
+                assert reply[:12] == SERVER_HELLO
                 assert parse_frames(reply[12:]) == [
                     (
                         4,  # ERROR
@@ -154,6 +155,73 @@ def test_four_gib_frame_head_gets_frame_too_large_and_memory_stays_flat(arun, rs
             await served(port)
 
     arun(main())
+
+
+@pytest.mark.parametrize("pipelined", [False, True], ids=["head-after-hello", "pipelined"])
+def test_heads_announcing_large_frames_cost_only_the_bytes_sent(
+    arun, rss, until, pipelined: bool
+) -> None:
+    """protocol.md §3.1: a hello, the head of a 1 MiB frame and two bytes of it
+    (22 bytes) on each of many connections must not make the server hold a
+    megabyte for each."""
+    count = 300
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = 2 * count + 200
+    if soft < needed:
+        if hard != resource.RLIM_INFINITY and hard < needed:
+            pytest.skip(f"needs {needed} file descriptors, the hard limit is {hard}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+    head = struct.pack(">II", 1 << 20, 0)  # exactly the default limit: a valid frame
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        async with wirekit.serve(echo, "127.0.0.1:0") as server:
+            port = server.address.port
+            await served(port)  # warm up every code path once
+            socks = []
+            try:
+                for _ in range(count):
+                    sock = socket.socket()
+                    sock.setblocking(False)
+                    socks.append(sock)
+                    await loop.sock_connect(sock, ("127.0.0.1", port))
+                    if pipelined:  # parsed as the tail of the hello's read
+                        await loop.sock_sendall(sock, HELLO + head + b"ab")
+                    else:
+                        await loop.sock_sendall(sock, HELLO)
+                for sock in socks:
+                    assert await sock_recv_exactly(sock, 12) == SERVER_HELLO
+                before = rss()
+                sent_at = loop.time()
+                for sock in socks:  # one more read of the frame on every connection
+                    await loop.sock_sendall(sock, b"c" if pipelined else head + b"ab")
+                await until(
+                    lambda: sum(c.last_activity > sent_at for c in server._connections) == count,
+                    timeout=10,
+                    what="the server reads every connection's bytes",
+                )
+                grown = rss() - before
+                assert grown < 8 << 20, f"server memory grew by {grown >> 20} MiB"
+            finally:
+                for sock in socks:
+                    sock.close()
+            await served(port)
+
+    try:
+        arun(main(), timeout=60)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+async def sock_recv_exactly(sock: socket.socket, n: int, timeout: float = 5.0) -> bytes:
+    loop = asyncio.get_running_loop()
+    data = b""
+    async with asyncio.timeout(timeout):
+        while len(data) < n:
+            chunk = await loop.sock_recv(sock, n - len(data))
+            assert chunk, "the server closed the connection"
+            data += chunk
+    return data
 
 
 def test_frames_split_one_byte_at_a_time_arrive_intact(arun) -> None:
@@ -347,6 +415,35 @@ def test_connect_to_a_non_wirekit_server_is_a_bad_hello(arun) -> None:
     arun(main())
 
 
+def test_connect_to_an_echo_service_is_a_bad_hello(arun) -> None:
+    async def main() -> None:
+        async def echo_service(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while data := await reader.read(4096):
+                writer.write(data)
+            writer.close()
+
+        server = await asyncio.start_server(echo_service, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            with pytest.raises(wirekit.BadHello) as info:
+                await wirekit.connect(f"127.0.0.1:{port}", timeout=5)
+            assert str(info.value) == "peer echoed our hello: is this an echo service?"
+            assert info.value.code == ErrorCode.PROTOCOL_ERROR
+
+    arun(main())
+
+
+def test_connect_to_a_udp_address_is_an_address_error(arun) -> None:
+    async def main() -> None:
+        with pytest.raises(wirekit.AddressError) as info:
+            await wirekit.connect("udp://127.0.0.1:9")
+        assert str(info.value) == (
+            "framed connections need tcp, tls or unix, not udp: udp://127.0.0.1:9"
+        )
+
+    arun(main())
+
+
 def test_ping_from_a_raw_peer_is_answered_by_the_protocol_layer(arun) -> None:
     async def main() -> None:
         async def quiet(conn: Connection) -> None:
@@ -373,7 +470,7 @@ def test_every_send_after_a_reset_raises(arun) -> None:
             reader: asyncio.StreamReader, writer: asyncio.StreamWriter
         ) -> None:
             await reader.readexactly(12)
-            writer.write(HELLO)
+            writer.write(SERVER_HELLO)
             await reader.readexactly(8 + 5)  # one DATA frame, then a hard reset (RST)
             sock = writer.get_extra_info("socket")
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

@@ -14,6 +14,7 @@ from wirekit import ConnectionClosed, ErrorCode
 from wirekit.aio import Connection
 
 HELLO = b"WKIT\x01\x00\x00\x00" + (1 << 20).to_bytes(4, "big")
+SERVER_HELLO = b"WKIT\x01\x01\x00\x00" + (1 << 20).to_bytes(4, "big")  # flag 0x01: the server's
 SECRET = "database password is hunter2"
 
 
@@ -50,7 +51,7 @@ def test_handler_exception_becomes_internal_error(
                 wire = await reader.read()
             writer.close()
             reason = b"internal server error"
-            assert wire == HELLO + struct.pack(">IIH", 2 + len(reason), 4 << 24, 15) + reason
+            assert wire == SERVER_HELLO + struct.pack(">IIH", 2 + len(reason), 4 << 24, 15) + reason
             assert SECRET.encode() not in wire and b"Traceback" not in wire
 
             # Others are still served: the open connection and a new one.

@@ -24,6 +24,11 @@ def hello(max_frame_size: int = MiB) -> bytes:
     return b"WKIT\x01\x00\x00\x00" + max_frame_size.to_bytes(4, "big")
 
 
+def server_hello(max_frame_size: int = MiB) -> bytes:
+    """A server's hello has flag 0x01 set (protocol.md §2.1)."""
+    return b"WKIT\x01\x01\x00\x00" + max_frame_size.to_bytes(4, "big")
+
+
 async def echo(conn: Connection) -> None:
     async for item in conn:
         await conn.send(item)  # type: ignore[arg-type]
@@ -101,7 +106,7 @@ def test_max_frame_size_of_the_server(arun, limit: int) -> None:
                 sock.setblocking(False)
                 await loop.sock_connect(sock, ("127.0.0.1", s.address.port))
                 await loop.sock_sendall(sock, hello() + data_frame(b"k" * limit))
-                reply = hello(limit) + data_frame(b"k" * limit)
+                reply = server_hello(limit) + data_frame(b"k" * limit)
                 assert await sock_read(sock, len(reply)) == reply
                 with contextlib.suppress(ConnectionResetError, BrokenPipeError):
                     await loop.sock_sendall(sock, data_frame(b"k" * (limit + 1)))
@@ -150,7 +155,7 @@ def test_client_refuses_a_frame_over_its_limit(arun) -> None:
             assert await read_exactly(reader, 12) == hello(limit)
             # The head of a frame one byte over is enough: its payload is not needed.
             over = struct.pack(">II", limit + 1, 0)
-            writer.write(hello() + data_frame(b"a" * limit) + over)
+            writer.write(server_hello() + data_frame(b"a" * limit) + over)
             server_got.set_result(await read_to_eof(reader))
             writer.close()
 
@@ -233,7 +238,7 @@ def test_max_connections_per_ip(arun) -> None:
             try:
                 for _ in range(2):
                     admitted.append(await raw_client(port, "127.0.0.1"))
-                    assert await sock_read(admitted[-1], 12) == hello()  # the server's hello
+                    assert await sock_read(admitted[-1], 12) == server_hello()
                 # The third from 127.0.0.1 is refused with a reason line...
                 with await raw_client(port, "127.0.0.1") as third:
                     assert await sock_read(third) == refusal("127.0.0.1")
@@ -243,7 +248,7 @@ def test_max_connections_per_ip(arun) -> None:
                 # Another address has its own count.
                 for _ in range(2):
                     admitted.append(await raw_client(port, "127.0.0.2"))
-                    assert await sock_read(admitted[-1], 12) == hello()
+                    assert await sock_read(admitted[-1], 12) == server_hello()
                 with await raw_client(port, "127.0.0.2") as third:
                     assert await sock_read(third) == refusal("127.0.0.2")
                 assert server.connections == 4
@@ -277,7 +282,7 @@ def test_handshake_timeout(arun) -> None:
             client = FrameConnection(Role.CLIENT)
             client.send_data(b"just in time")
             late[1].write(client.data_to_send())
-            assert await read_exactly(late[0], 12) == hello()
+            assert await read_exactly(late[0], 12) == server_hello()
             assert await read_exactly(late[0], 8 + 12) == data_frame(b"just in time")
 
             for reader, writer in (silent, half):
@@ -290,6 +295,45 @@ def test_handshake_timeout(arun) -> None:
             await nothing_arrives(late[0], 0.5 * timeout)
             assert server.connections == 1
             late[1].close()
+
+    arun(main())
+
+
+def test_handshake_timeout_bounds_the_tls_handshake(arun, tls) -> None:
+    """Silent peers of a tls:// server are dropped by the handshake timeout
+    while the TLS handshake still runs (docs/limits.md), not after the event
+    loop's default of 60 s."""
+    timeout = 1.0
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        limits = Limits(handshake_timeout=timeout)
+        async with wirekit.serve(
+            echo, "tls://127.0.0.1:0", limits=limits, ssl=tls.server_context()
+        ) as server:
+            port = server.address.port
+            began = time.monotonic()
+            silent = []
+            try:
+                for _ in range(10):
+                    sock = socket.socket()
+                    sock.setblocking(False)
+                    silent.append(sock)
+                    await loop.sock_connect(sock, ("127.0.0.1", port))
+                # Each is closed without a byte of TLS from the server.
+                for sock in silent:
+                    assert await sock_read(sock, timeout=timeout + 4) == b""
+            finally:
+                for sock in silent:
+                    sock.close()
+            assert time.monotonic() - began < timeout + 3
+            assert server.connections == 0  # never admitted: no hello was possible
+            # A TLS client that completes its handshakes is served.
+            async with wirekit.connect(
+                f"tls://127.0.0.1:{port}", ssl=tls.client_context(), limits=limits
+            ) as conn:
+                await conn.send(b"private")
+                assert await conn.recv() == b"private"
 
     arun(main())
 
@@ -338,6 +382,86 @@ def test_idle_timeout(arun) -> None:
             assert 0.5 * idle <= waited < idle + 1.0
         assert len(handler_saw) == 1
         assert handler_saw[0].code == ErrorCode.IDLE_TIMEOUT  # type: ignore[attr-defined]
+
+    arun(main())
+
+
+def test_idle_timeout_frees_a_connection_whose_peer_does_not_read(arun, until) -> None:
+    """A handler streaming to a peer that sends nothing and reads nothing: the
+    idle timeout (nothing received) aborts it, send() raises at once, and the
+    slot is freed although the ERROR frame can never be delivered."""
+    idle = 1.0
+    grace = 0.5  # Limits.shutdown_grace: how long the ERROR frame may take to go out
+    ended: list[BaseException] = []
+
+    async def streamer(conn: Connection) -> None:
+        conn.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+        chunk = b"s" * (64 * KiB)
+        try:
+            while True:
+                await conn.send(chunk)
+        except ConnectionClosed as exc:
+            ended.append(exc)
+            raise
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        limits = Limits(idle_timeout=idle, shutdown_grace=grace)
+        async with wirekit.serve(streamer, "127.0.0.1:0", limits=limits) as server:
+            with socket.socket() as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+                sock.setblocking(False)
+                await loop.sock_connect(sock, ("127.0.0.1", server.address.port))
+                await loop.sock_sendall(sock, hello())
+                began = time.monotonic()
+                await until(lambda: ended, timeout=idle + 3, what="the blocked send() raises")
+                raised = time.monotonic() - began
+                assert isinstance(ended[0], ConnectionClosed)
+                assert ended[0].code == ErrorCode.IDLE_TIMEOUT
+                assert 0.9 * idle <= raised < idle + 1.5
+                await until(
+                    lambda: server.connections == 0,
+                    timeout=grace + 3,
+                    what="the server frees the connection",
+                )
+                # The ERROR frame had its chance: the drop waited for the grace.
+                assert time.monotonic() - began - raised >= 0.5 * grace
+
+    arun(main())
+
+
+def test_shutdown_frees_a_connection_whose_peer_does_not_read(arun, until) -> None:
+    """The GOING_AWAY ERROR frame cannot reach a peer that does not read: the
+    connection is dropped after the grace instead of outliving the server."""
+    grace = 0.3
+    conns: list[Connection] = []
+    cancelled: list[bool] = []
+
+    async def streamer(conn: Connection) -> None:
+        conns.append(conn)
+        conn.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+        try:
+            while True:
+                await conn.send(b"s" * (64 * KiB))
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = wirekit.serve(streamer, "127.0.0.1:0", limits=Limits(shutdown_grace=grace))
+        await server.start()
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+            sock.setblocking(False)
+            await loop.sock_connect(sock, ("127.0.0.1", server.address.port))
+            await loop.sock_sendall(sock, hello())
+            await until(lambda: conns and conns[0]._write_paused, what="the handler blocks")
+            began = time.monotonic()
+            await server.shutdown()
+            assert time.monotonic() - began < 2 * grace + 1.5
+            assert cancelled == [True]
+            await until(lambda: server.connections == 0, timeout=2, what="the slot is freed")
 
     arun(main())
 

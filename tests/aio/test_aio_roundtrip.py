@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 
 import wirekit
-from wirekit import ConnectionClosed, ErrorCode, Message, RemoteProtocolError
+from wirekit import (
+    ConnectionClosed,
+    ErrorCode,
+    Limits,
+    LocalProtocolError,
+    Message,
+    RemoteProtocolError,
+)
 from wirekit.aio import Connection
 
 
@@ -352,5 +359,80 @@ def test_ping_measures_a_round_trip_while_data_flows(arun) -> None:
             # The pongs never show up as messages; all the data does.
             got = [await conn.recv() for _ in range(100)]
             assert got == [b"data %d" % i for i in range(100)]
+
+    arun(main())
+
+
+def test_a_second_task_waiting_in_recv_is_refused(arun, until, loop_kind: str) -> None:
+    async def main() -> None:
+        release = asyncio.Event()
+
+        async def handler(conn: Connection) -> None:
+            await conn.recv()
+            await conn.send(b"for the first")
+            await release.wait()  # then returns: the server closes normally
+
+        async with wirekit.serve(handler, "127.0.0.1:0") as server:
+            conn = await wirekit.connect(str(server.address))
+            first = asyncio.ensure_future(conn.recv())
+            await until(lambda: conn._waiter is not None, what="the first task waits")
+            async with asyncio.timeout(2):
+                with pytest.raises(
+                    LocalProtocolError, match=r"^another task is already waiting in recv\(\)$"
+                ):
+                    await conn.recv()
+                with pytest.raises(LocalProtocolError):
+                    await conn.recv_batch()
+            await conn.send(b"go")
+            async with asyncio.timeout(5):
+                assert await first == b"for the first"
+            # A waiter is woken by the end of the connection too.
+            waiting = asyncio.ensure_future(conn.recv())
+            await until(lambda: conn._waiter is not None, what="the task waits again")
+            release.set()
+            with pytest.raises(ConnectionClosed) as info:
+                async with asyncio.timeout(5):
+                    await waiting
+            assert info.value.code == ErrorCode.NORMAL
+            await conn.close()
+
+    arun(main())
+
+
+def test_every_task_blocked_in_send_wakes_when_the_connection_ends(
+    arun, until, loop_kind: str
+) -> None:
+    """Two tasks sending on one connection to a peer that stopped reading both
+    wait in drain(); when the peer goes away both get ConnectionClosed."""
+
+    async def main() -> None:
+        release = asyncio.Event()
+
+        async def stalled(conn: Connection) -> None:
+            await release.wait()  # never reads; then drops the connection
+            conn.abort(ErrorCode.GOING_AWAY, "going")
+
+        server_limits = Limits(read_high_water=64 * 1024)
+        async with wirekit.serve(stalled, "127.0.0.1:0", limits=server_limits) as server:
+            conn = await wirekit.connect(
+                str(server.address), limits=Limits(write_high_water=64 * 1024)
+            )
+            chunk = b"d" * (64 * 1024)
+            entered = [0, 0]
+
+            async def sender(i: int, times: int) -> None:
+                for _ in range(times):
+                    entered[i] += 1
+                    await conn.send(chunk)
+
+            first = asyncio.ensure_future(sender(0, 10_000))
+            await until(lambda: conn._write_paused, what="the first sender blocks")
+            second = asyncio.ensure_future(sender(1, 1))
+            await until(lambda: entered[1] == 1, what="the second sender blocks")
+            assert not first.done() and not second.done()
+            release.set()
+            async with asyncio.timeout(5):
+                results = await asyncio.gather(first, second, return_exceptions=True)
+            assert [type(r) for r in results] == [ConnectionClosed, ConnectionClosed]
 
     arun(main())

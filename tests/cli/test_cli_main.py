@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 
 import pytest
 
@@ -58,8 +59,9 @@ def test_no_command_prints_help_and_exits_2(capsys: pytest.CaptureFixture[str]) 
     assert capsys.readouterr().out.startswith("usage: wirekit")
 
 
-def test_serve_listen_without_service_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["serve", "--listen", ":0"]) == EXIT_START
+def test_serve_listen_without_service_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    """A usage mistake (exit 2), not a server that could not start (3)."""
+    assert main(["serve", "--listen", ":0"]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert _one_line(err) == (
         "wirekit: --listen needs a SERVICE (e.g. wirekit serve echo --listen :0)"
@@ -69,10 +71,10 @@ def test_serve_listen_without_service_exits_3(capsys: pytest.CaptureFixture[str]
 @pytest.mark.parametrize(
     ("service", "flag"), [("daytime", "--upper"), ("time", "--upper"), ("daytime", "--stamp")]
 )
-def test_echo_options_with_another_service_exit_3(
+def test_echo_options_with_another_service_exit_2(
     service: str, flag: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["serve", service, flag, "--listen", ":0"]) == EXIT_START
+    assert main(["serve", service, flag, "--listen", ":0"]) == EXIT_USAGE
     assert _one_line(capsys.readouterr().err) == (
         "wirekit: --upper and --stamp apply to the echo service only"
     )
@@ -106,6 +108,14 @@ def test_bad_address_exits_2(
         (["connect", "-w", "soon", ":1"], "'soon' is not a number of seconds"),
         (["connect"], "the following arguments are required: ADDR"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
+        (["serve", "echo", "--max-connections", "0"], "must be at least 1, got 0"),
+        (["serve", "echo", "--max-connections", "-1"], "must be at least 1, got -1"),
+        (["serve", "echo", "--max-connections", "many"], "'many' is not a whole number"),
+        (["serve", "echo", "--max-per-ip", "0"], "must be at least 1, got 0"),
+        (["serve", "echo", "--idle-timeout", "-1"], "must not be negative, got -1"),
+        (["serve", "echo", "--idle-timeout", "nan"], "'nan' is not a number of seconds"),
+        (["connect", "-w", "inf", ":1"], "'inf' is not a number of seconds"),
+        (["listen", "-k", "--max-peers", "0", ":0"], "must be at least 1, got 0"),
     ],
 )
 def test_argument_errors_exit_2(
@@ -152,3 +162,51 @@ def test_without_debug_there_is_no_traceback(
     assert main(["connect", "nowhere.invalid:1"]) == EXIT_ERROR
     assert "Traceback" not in caplog.text
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_bad_limit_is_a_usage_error_not_a_traceback() -> None:
+    """As the user meets it: one error line after the usage, exit 2, no ValueError."""
+    done = subprocess.run(
+        ["wirekit", "serve", "echo", "--max-connections", "0"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    assert done.returncode == EXIT_USAGE
+    assert "Traceback" not in done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        "wirekit serve: error: argument --max-connections: must be at least 1, got 0"
+    )
+
+
+def test_idle_timeout_zero_still_means_never(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as holder:
+        port = holder.getsockname()[1]
+        # Parsed and accepted (0 = never): the run then stops at the busy port.
+        assert main(["serve", "echo", "--idle-timeout", "0", "--listen", f":{port}"]) == EXIT_START
+    assert "already in use" in _one_line(capsys.readouterr().err)
+
+
+def test_debug_after_the_command(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    assert main(["connect", "nowhere.invalid:1", "--debug"]) == EXIT_ERROR
+    assert "Traceback" in caplog.text and "ConnectError" in caplog.text
+    assert _one_line(capsys.readouterr().err).startswith("wirekit: cannot connect to")
+
+
+@pytest.mark.parametrize(
+    ("value", "on"),
+    [("1", True), ("true", True), ("YES", True), ("0", False), ("false", False), ("", False)],
+)
+def test_wirekit_debug_environment(
+    value: str,
+    on: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("WIREKIT_DEBUG", value)
+    assert main(["connect", "nowhere.invalid:1"]) == EXIT_ERROR
+    assert ("Traceback" in caplog.text) is on
+    _one_line(capsys.readouterr().err)

@@ -28,14 +28,39 @@ DAYTIME = r"\w+, \w+ \d\d, \d{4} \d\d:\d\d:\d\d-\S*\r\n"
 
 
 def _ports_free(ports: list[int]) -> bool:
+    """Whether ``wirekit serve`` can bind each port, probed the way it binds: TCP
+    with SO_REUSEADDR (so a port in TIME_WAIT after an earlier run counts as free,
+    as it is for the server), UDP without."""
     for port in ports:
         for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
             with socket.socket(socket.AF_INET, kind) as probe:
+                if kind == socket.SOCK_STREAM:
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 try:
                     probe.bind(("127.0.0.1", port))
+                    if kind == socket.SOCK_STREAM:
+                        probe.listen()  # as the server does: fails if another listens
                 except OSError:
                     return False
     return True
+
+
+def test_ports_free_sees_a_port_in_time_wait_as_free() -> None:
+    """A TCP port whose last connection is in TIME_WAIT is free for the server
+    (SO_REUSEADDR): the default-port test must not skip itself for that."""
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port), timeout=5)
+        conn, _ = server.accept()
+        conn.close()  # the server side closes first: its end goes to TIME_WAIT
+        client.recv(1)
+        client.close()
+        assert not _ports_free([port])  # still listening: busy
+    # Only the TIME_WAIT connection is left on the port.
+    assert _ports_free([port])
 
 
 def _rdate_time(output: str) -> float:
@@ -64,8 +89,9 @@ def test_serve_everything_on_default_ports(served: Callable[..., Any]) -> None:
     ]
     assert [(name, endpoint) for name, endpoint, _ in rows] == expected
 
-    # Each row's command is ready to paste: run them all, at once.
-    inputs = {"echo": b"paste me\n", "daytime": b"\n", "time": b""}
+    # Each row's command is ready to paste (into a shell): run them all, at once.
+    # daytime and time answer without input.
+    inputs = {"echo": b"paste me\n", "daytime": b"", "time": b""}
     runs = []
     for name, endpoint, hint in rows:
         argv = shlex.split(hint)
@@ -77,7 +103,11 @@ def test_serve_everything_on_default_ports(served: Callable[..., Any]) -> None:
                 endpoint,
                 argv,
                 subprocess.Popen(
-                    argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+                    hint,
+                    shell=True,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
                 ),
             )
         )
@@ -86,6 +116,8 @@ def test_serve_everything_on_default_ports(served: Callable[..., Any]) -> None:
     assert rows[5][2] == f"rdate -p -u -o {port} 127.0.0.1"
     assert rows[0][2] == "wirekit connect 127.0.0.1:7007"
     assert rows[1][2] == "wirekit connect udp://127.0.0.1:7007"
+    assert rows[2][2] == "wirekit connect 127.0.0.1:7013"
+    assert rows[3][2] == "echo | wirekit connect udp://127.0.0.1:7013"
     for name, endpoint, argv, run in runs:
         out, err = run.communicate(inputs[name], timeout=10)
         assert run.returncode == 0, (argv, err)

@@ -3,6 +3,9 @@ BufferedProtocol or a recv_into loop drives it."""
 
 from __future__ import annotations
 
+import tracemalloc
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -70,17 +73,41 @@ def test_receive_data_and_buffered_reads_can_alternate(
     assert events == items
 
 
-def test_a_large_frame_spanning_reads_is_read_into_its_own_buffer() -> None:
+def test_a_large_frame_spanning_reads_arrives_with_the_frame_after_it() -> None:
     server = opened_server()
     payload = bytes(range(256)) * 1024  # 256 KiB
-    wire = encode_frame(0, payload)
-    first = server.get_buffer(-1)
-    first[:100_000] = wire[:100_000]
-    assert server.buffer_updated(100_000) == []
-    rest = server.get_buffer(-1)
-    assert len(rest) == len(wire) - 100_000, "the next read fills exactly the frame's remainder"
-    rest[:] = wire[100_000:]
-    assert server.buffer_updated(len(rest)) == [payload]
+    wire = encode_frame(0, payload) + encode_frame(0, b"next")
+    assert read_into(server, wire[:100_000], [100_000]) == []
+    assert read_into(server, wire[100_000:200_000], [100_000]) == []
+    # The rest of the frame and the whole next one in one read.
+    assert read_into(server, wire[200_000:], [len(wire)]) == [payload, b"next"]
+    assert server.state is State.OPEN
+
+
+@pytest.mark.parametrize("via", ["buffered", "receive_data"])
+def test_a_head_announcing_a_large_frame_costs_only_what_arrives(via: str) -> None:
+    """protocol.md §3.1: 22 bytes (hello, head of a 1 MiB frame, two payload
+    bytes) must not make the receiver allocate the megabyte."""
+    server = FrameConnection(Role.SERVER)
+    wire = encode_hello(1 << 20) + HEAD.pack(1 << 20, 0) + b"ab"
+    server.get_buffer(-1)  # this thread's scratch buffer exists before we count
+    tracemalloc.start()
+    try:
+        if via == "buffered":
+            read_into(server, wire[:12], [12])
+            read_into(server, wire[12:], [10])
+        else:
+            server.receive_data(wire)
+        read_into(server, b"c", [1])  # the next read continues the frame
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 1024, f"{peak} bytes allocated for 3 bytes of payload"
+    rest = b"d" * ((1 << 20) - 3)
+    assert read_into(server, rest + encode_frame(0, b"after"), [300_000]) == [
+        b"abc" + rest,
+        b"after",
+    ]
 
 
 def test_a_read_that_fails_after_get_buffer_loses_nothing() -> None:

@@ -116,7 +116,7 @@ def test_server_closing_before_the_client_hello_sends_its_hello_first(
 ) -> None:
     pair = make_pair(handshake=False)
     pair.server.send_close(ErrorCode.GOING_AWAY, "shutting down")
-    assert pair.server.data_to_send() == encode_hello(1 << 20) + encode_close(
+    assert pair.server.data_to_send() == encode_hello(1 << 20, role=Role.SERVER) + encode_close(
         ErrorCode.GOING_AWAY, "shutting down"
     )
 
@@ -186,7 +186,7 @@ def test_send_error_queues_an_error_frame_and_fails(pair: Pair) -> None:
 def test_server_error_before_the_client_hello_sends_its_hello_first() -> None:
     server = FrameConnection(Role.SERVER)
     server.send_error(ErrorCode.TOO_MANY_CONNECTIONS, "full")
-    assert server.data_to_send() == encode_hello(1 << 20) + encode_error(
+    assert server.data_to_send() == encode_hello(1 << 20, role=Role.SERVER) + encode_error(
         ErrorCode.TOO_MANY_CONNECTIONS, "full"
     )
 

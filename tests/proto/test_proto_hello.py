@@ -68,7 +68,7 @@ def test_server_answers_hello_split_one_byte_at_a_time() -> None:
     for i in range(len(hello)):
         events += server.receive_data(hello[i : i + 1])
     assert events == [HelloReceived(1, 1 << 20)]
-    assert server.data_to_send() == encode_hello(1 << 20)
+    assert server.data_to_send() == encode_hello(1 << 20, role=Role.SERVER)
 
 
 def test_client_may_pipeline_frames_behind_its_hello(make_pair: PairFactory) -> None:
@@ -79,7 +79,7 @@ def test_client_may_pipeline_frames_behind_its_hello(make_pair: PairFactory) -> 
     assert events == [HelloReceived(1, 1 << 20), b"early"]
     # The server's hello comes first, then the pong to the pipelined ping.
     answer = pair.server.data_to_send()
-    assert answer.startswith(encode_hello(1 << 20))
+    assert answer.startswith(encode_hello(1 << 20, role=Role.SERVER))
     assert [f[0] for f in _parse_frames(answer[12:])] == [1]
 
 
@@ -198,7 +198,9 @@ def test_wrong_version_gets_server_hello_then_bad_version_error() -> None:
     assert error.code is ErrorCode.BAD_VERSION
     assert str(error) == "protocol version 2 is not supported (this side speaks 1)"
     out = server.data_to_send()
-    assert out == encode_hello(4096) + encode_error(ErrorCode.BAD_VERSION, str(error))
+    assert out == encode_hello(4096, role=Role.SERVER) + encode_error(
+        ErrorCode.BAD_VERSION, str(error)
+    )
     assert server.state is State.FAILED
 
 
@@ -218,7 +220,7 @@ def test_version_is_checked_before_the_reserved_fields() -> None:
 
 @pytest.mark.parametrize(
     ("flags", "reserved", "max_frame_size"),
-    [(1, 0, 1024), (0x80, 0, 1024), (0, 1, 1024), (0, 0x8000, 1024), (0, 0, 0)],
+    [(0x02, 0, 1024), (0x80, 0, 1024), (0x81, 0, 1024), (0, 1, 1024), (0, 0x8000, 1024), (0, 0, 0)],
 )
 def test_malformed_hello_is_a_protocol_error(
     flags: int, reserved: int, max_frame_size: int
@@ -227,7 +229,43 @@ def test_malformed_hello_is_a_protocol_error(
     hello = HELLO.pack(b"WKIT", 1, flags, reserved, max_frame_size)
     error = _violation(server.receive_data(hello))
     assert error.code is ErrorCode.PROTOCOL_ERROR
-    assert server.data_to_send() == encode_hello(1 << 20) + encode_error(
+    assert server.data_to_send() == encode_hello(1 << 20, role=Role.SERVER) + encode_error(
+        ErrorCode.PROTOCOL_ERROR, str(error)
+    )
+
+
+def test_only_the_server_hello_carries_the_server_flag(make_pair: PairFactory) -> None:
+    pair = make_pair(handshake=False)
+    client_hello = pair.client.data_to_send()
+    assert client_hello[5] == 0x00
+    pair.server.receive_data(client_hello)
+    assert pair.server.data_to_send()[5] == 0x01
+
+
+def test_client_that_gets_its_own_hello_back_names_the_echo_service() -> None:
+    client = FrameConnection(Role.CLIENT, max_frame_size=4096)
+    own = client.data_to_send()
+    error = _violation(client.receive_data(own))
+    assert str(error) == "peer echoed our hello: is this an echo service?"
+    assert error.code is ErrorCode.PROTOCOL_ERROR
+    assert client.state is State.FAILED
+    assert client.data_to_send() == encode_error(ErrorCode.PROTOCOL_ERROR, str(error))
+
+
+def test_client_refuses_another_client_hello() -> None:
+    client = FrameConnection(Role.CLIENT)
+    client.data_to_send()
+    error = _violation(client.receive_data(encode_hello(4096)))
+    assert str(error) == "peer sent a client hello (flag 0x01 clear), not a server hello"
+    assert client.state is State.FAILED
+
+
+def test_server_refuses_a_hello_with_the_server_flag() -> None:
+    server = FrameConnection(Role.SERVER)
+    error = _violation(server.receive_data(encode_hello(1 << 20, role=Role.SERVER)))
+    assert str(error) == "peer sent a server hello (flag 0x01 set), not a client hello"
+    assert error.code is ErrorCode.PROTOCOL_ERROR
+    assert server.data_to_send() == encode_hello(1 << 20, role=Role.SERVER) + encode_error(
         ErrorCode.PROTOCOL_ERROR, str(error)
     )
 
@@ -284,5 +322,5 @@ def test_end_of_stream_inside_the_hello_is_an_error(received: bytes) -> None:
     assert str(events[0].error) == "connection ended inside a hello"
     assert server.state is State.FAILED
     out = server.data_to_send()
-    assert out.startswith(encode_hello(1 << 20))
+    assert out.startswith(encode_hello(1 << 20, role=Role.SERVER))
     assert HEAD.unpack_from(out, 12)[1] >> 24 == 4  # an ERROR frame follows

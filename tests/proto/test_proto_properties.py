@@ -66,7 +66,8 @@ MESSAGES = st.builds(Ping, nonce=NONCES) | st.builds(Pong, nonce=NONCES) | NOTES
 
 def _open(role: Role, codec: MessageCodec | None = None) -> FrameConnection:
     conn = FrameConnection(role, codec=codec)
-    conn.receive_data(encode_hello(1 << 20))
+    peer = Role.SERVER if role is Role.CLIENT else Role.CLIENT
+    conn.receive_data(encode_hello(1 << 20, role=peer))
     conn.data_to_send()
     assert conn.state is State.OPEN
     return conn

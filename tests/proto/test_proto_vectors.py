@@ -48,7 +48,7 @@ def doc_vectors() -> dict[str, bytes]:
 def _open_client(server_max: int = 1 << 20) -> FrameConnection:
     client = FrameConnection(Role.CLIENT)
     client.data_to_send()
-    client.receive_data(encode_hello(server_max))
+    client.receive_data(encode_hello(server_max, role=Role.SERVER))
     return client
 
 

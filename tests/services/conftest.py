@@ -35,6 +35,7 @@ DEBIAN_PACKAGE = {
     "socat": "socat",
     "telnet": "telnet",
     "rdate": "rdate",
+    "ss": "iproute2",
 }
 
 

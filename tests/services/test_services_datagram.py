@@ -3,6 +3,7 @@ answered; one byte more gets a one-line error reply, shorter than the request.""
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -108,3 +109,49 @@ def test_a_tiny_limit_never_replies_longer_than_the_request(
         udp.recv(100)
     udp.sendto(b"1234", where)
     assert udp.recv(100) == b"1234"
+
+
+#: ``[<ctime>] `` as time.ctime() writes it.
+STAMP = rb"\[\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}\] "
+
+
+@pytest.mark.parametrize(
+    ("datagram", "lines"),
+    [
+        (b"one\ntwo\n\nthree\n", [b"one\n", b"two\n", b"\n", b"three\n"]),
+        (b"first\nno newline", [b"first\n", b"no newline"]),
+        (b"hi", [b"hi"]),
+    ],
+)
+def test_stamp_prefixes_every_line_of_a_datagram(
+    datagram: bytes, lines: list[bytes], loop_thread: Any, udp: socket.socket
+) -> None:
+    """As over TCP: each line stamped, an unterminated last one too."""
+    where = _udp_server(loop_thread, lambda: echo_server(ClassicOptions(upper=True, stamp=True)))
+    udp.sendto(datagram, where)
+    reply = udp.recv(65536)
+    expected = b"".join(STAMP + re.escape(line.upper()) for line in lines)
+    assert re.fullmatch(expected, reply), reply
+
+
+def test_stamped_reply_past_the_limit_is_refused(loop_thread: Any, udp: socket.socket) -> None:
+    """A stamp per line makes a datagram of short lines many times longer: past the
+    datagram limit the reply is the one-line error (never longer than the request)."""
+    limit = 256
+    where = _udp_server(
+        loop_thread,
+        lambda: echo_server(ClassicOptions(stamp=True), limits=Limits(max_datagram_size=limit)),
+    )
+    at_limit = b"x" * (limit - 1) + b"\n"  # one line: one stamp, sent whole
+    udp.sendto(at_limit, where)
+    assert re.fullmatch(STAMP + re.escape(at_limit), udp.recv(65536))
+
+    many = b"a\n" * 100  # 200 bytes; stamped, 100 stamps
+    udp.sendto(many, where)
+    reply = udp.recv(65536)
+    assert re.fullmatch(rb"wirekit: reply of \d+ bytes exceeds limit of 256 bytes\n", reply)
+    assert len(reply) <= len(many)
+    udp.sendto(b"\n" * 20, where)  # the error would be longer than this: no reply at all
+    udp.settimeout(0.3)
+    with pytest.raises(TimeoutError):
+        udp.recv(100)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import select
 import socket
+import subprocess
 from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any
@@ -188,3 +189,28 @@ def test_idle_timeout_also_drops_a_peer_that_never_reads(any_loop_thread: Any, p
             while sock.recv(1 << 20):
                 pass
             sock.sendall(b"anyone there?")
+
+
+def _listen_backlog(ss: str, *query: str) -> int:
+    """The backlog of a listening socket as the kernel holds it (ss's Send-Q)."""
+    out = subprocess.run([ss, "-lH", *query], capture_output=True, text=True, timeout=10).stdout
+    fields = out.split()
+    assert "LISTEN" in fields, out
+    return int(fields[fields.index("LISTEN") + 2])  # State, Recv-Q, Send-Q
+
+
+def test_accept_backlog_is_small_on_the_stdlib_loop(
+    any_loop_thread: Any, tmp_path: Any, tool: Any
+) -> None:
+    """The stdlib loop calls accept() up to `backlog` times per wakeup and logs a
+    traceback for each EMFILE: 100 there; uvloop handles EMFILE and gets 4096."""
+    from wirekit.aio.raw import accept_backlog
+
+    ss = tool("ss")
+    path = tmp_path / "e.sock"
+    _, (tcp, _unix) = _echo(any_loop_thread, Limits(), ":0", f"unix:{path}")
+    uvloop = type(any_loop_thread.loop).__module__.startswith("uvloop")
+    expected = 4096 if uvloop else 100
+    assert accept_backlog(any_loop_thread.loop) == expected
+    assert _listen_backlog(ss, "-tn", f"sport = :{tcp.port}") == expected
+    assert _listen_backlog(ss, "-x", "src", str(path)) == expected

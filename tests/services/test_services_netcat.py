@@ -293,3 +293,28 @@ def test_stdout_pipe_can_be_read_while_the_peer_is_quiet() -> None:
         finally:
             client.kill()
             client.communicate(timeout=5)
+
+
+def test_udp_listen_keep_open_replies_to_the_latest_peer(
+    wirekit_listen: Callable[..., Any],
+) -> None:
+    listener, bound = wirekit_listen("udp://:0", "-k")
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as first,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as second,
+    ):
+        for sock in (first, second):
+            sock.settimeout(5)
+        first.sendto(b"from the first\n", ("127.0.0.1", bound.port))
+        listener.expect(rb"from the first\n")
+        listener.send(b"to the first\n")
+        assert first.recv(100) == b"to the first\n"
+        second.sendto(b"from the second\n", ("127.0.0.1", bound.port))
+        listener.expect(rb"from the second\n")
+        listener.send(b"to the second\n")
+        assert second.recv(100) == b"to the second\n"
+        first.close()  # a peer that leaves does not end the listener
+        listener.send(b"again\n")
+        assert second.recv(100) == b"again\n"
+    assert listener.proc.poll() is None
+    assert listener.stderr_text.count("\n") == 1  # only "listening on"

@@ -191,3 +191,157 @@ def test_listen_below_1024_as_user_exits_3() -> None:
     assert _one_line(err) == (
         "wirekit: permission denied binding port 1 on 127.0.0.1 (ports below 1024 need root)"
     )
+
+
+def test_bind_error_looks_at_the_os_error_a_loop_wraps() -> None:
+    """uvloop's create_datagram_endpoint raises "could not bind to local_addr" (errno
+    None) from the kernel's OSError; the message must still say what happened."""
+    for inner, expected in (
+        (
+            OSError(errno.EADDRINUSE, "Address already in use"),
+            "port 7007 on 127.0.0.1 is already in use (another server is listening there)",
+        ),
+        (PermissionError(errno.EACCES, "Permission denied"), "permission denied binding port 7007"),
+        (OSError(errno.EIO, "Input/output error"), "cannot bind port 7007 on 127.0.0.1: "),
+    ):
+        for link in ("__cause__", "__context__"):
+            outer = OSError("could not bind to local_addr ('127.0.0.1', 7007)")
+            setattr(outer, link, inner)
+            text = str(bind_error(parse_address("udp://127.0.0.1:7007"), outer))
+            assert text.startswith(expected), (link, text)
+    outer = OSError("could not bind to local_addr ('127.0.0.1', 7007)")
+    outer.__cause__ = OSError(errno.EIO, "Input/output error")
+    assert str(bind_error(parse_address("udp://127.0.0.1:7007"), outer)) == (
+        "cannot bind port 7007 on 127.0.0.1: Input/output error"
+    )
+
+
+# -- local I/O errors blame stdin or stdout, never the connection ---------------------
+
+FULL = "/dev/full"
+needs_dev_full = pytest.mark.skipif(not os.path.exists(FULL), reason="no /dev/full")
+NO_SPACE = "wirekit: cannot write to stdout: No space left on device"
+
+
+def _udp_echo() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(5)
+    return sock
+
+
+@needs_dev_full
+def test_udp_connect_to_a_full_stdout() -> None:
+    with _udp_echo() as server, open(FULL, "wb") as full:
+        client = subprocess.Popen(
+            ["wirekit", "connect", f"udp://127.0.0.1:{server.getsockname()[1]}"],
+            stdin=subprocess.PIPE,
+            stdout=full,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            assert client.stdin is not None
+            client.stdin.write(b"hi\n")
+            client.stdin.flush()
+            data, peer = server.recvfrom(100)
+            server.sendto(data, peer)  # the reply cannot be written to stdout
+            _, err = client.communicate(timeout=10)
+        finally:
+            _reap(client)
+    assert client.returncode == 1
+    assert _one_line(err.decode()) == NO_SPACE
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+
+
+@needs_dev_full
+@pytest.mark.parametrize("keep_open", [False, True], ids=["once", "keep-open"])
+def test_udp_listen_to_a_full_stdout(keep_open: bool, spawn: Any) -> None:
+    with open(FULL, "wb") as full:
+        flags = ["-k"] if keep_open else []
+        listener = spawn(["wirekit", "listen", *flags, "udp://:0"], stdout=full)
+    port = int(listener.expect(rb"listening on udp://127\.0\.0\.1:(\d+)", err=True).group(1))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+        peer.sendto(b"to a full disk\n", ("127.0.0.1", port))
+        assert listener.wait() == 1
+    lines = listener.stderr_text.splitlines()
+    assert lines[1:] == [NO_SPACE], listener.stderr_text
+
+
+@needs_dev_full
+@pytest.mark.parametrize("keep_open", [False, True], ids=["once", "keep-open"])
+def test_tcp_listen_to_a_full_stdout(keep_open: bool, spawn: Any) -> None:
+    with open(FULL, "wb") as full:
+        flags = ["-k"] if keep_open else []
+        listener = spawn(["wirekit", "listen", *flags, ":0"], stdout=full)
+    port = int(listener.expect(rb"listening on tcp://127\.0\.0\.1:(\d+)", err=True).group(1))
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as peer:
+        peer.sendall(b"to a full disk\n")
+        assert listener.wait() == 1
+    lines = listener.stderr_text.splitlines()
+    assert lines[1:] == [NO_SPACE], listener.stderr_text
+
+
+@needs_dev_full
+def test_tcp_connect_to_a_full_stdout_blames_stdout() -> None:
+    """Not "connection failed": the connection is fine, stdout is not."""
+    with socket.create_server(("127.0.0.1", 0)) as server, open(FULL, "wb") as full:
+        server.settimeout(5)
+        client = subprocess.Popen(
+            ["wirekit", "connect", f"127.0.0.1:{server.getsockname()[1]}"],
+            stdin=subprocess.PIPE,
+            stdout=full,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            conn, _ = server.accept()
+            with conn:
+                conn.sendall(b"nowhere to put this\n")
+                _, err = client.communicate(timeout=10)
+        finally:
+            _reap(client)
+    assert client.returncode == 1
+    assert _one_line(err.decode()) == NO_SPACE
+
+
+@pytest.mark.parametrize("scheme", ["tcp", "udp"])
+def test_unreadable_stdin_blames_stdin(scheme: str, tmp_path: Path) -> None:
+    """stdin open for writing only (read() fails with EBADF): not "sending failed"."""
+    kind = socket.SOCK_DGRAM if scheme == "udp" else socket.SOCK_STREAM
+    with socket.socket(socket.AF_INET, kind) as server:
+        server.bind(("127.0.0.1", 0))
+        if scheme == "tcp":
+            server.listen()
+        port = server.getsockname()[1]
+        write_only = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT)
+        try:
+            done = subprocess.run(
+                ["wirekit", "connect", f"{scheme}://127.0.0.1:{port}"],
+                stdin=write_only,
+                capture_output=True,
+                timeout=10,
+            )
+        finally:
+            os.close(write_only)
+    assert done.returncode == 1
+    assert _one_line(done.stderr.decode()) == "wirekit: cannot read stdin: Bad file descriptor"
+
+
+def test_udp_listen_names_the_peer_that_went_away(spawn: Any) -> None:
+    """The peer's port is unreachable: say so with its address, not ours."""
+    listener = spawn(["wirekit", "listen", "udp://:0"])
+    port = int(listener.expect(rb"listening on udp://127\.0\.0\.1:(\d+)", err=True).group(1))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+        peer.sendto(b"hello, then gone\n", ("127.0.0.1", port))
+        peer_port = peer.getsockname()[1]
+        listener.expect(rb"hello, then gone\n")
+    listener.send(b"anyone there?\n")  # to a closed port: ICMP port unreachable
+    assert listener.wait() == 1
+    lines = listener.stderr_text.splitlines()
+    assert lines[1:] == [
+        f"wirekit: cannot reach 127.0.0.1:{peer_port}: port unreachable (the peer has gone)"
+    ], listener.stderr_text

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import socket
 import ssl
 import threading
 import time
@@ -17,6 +18,8 @@ import pytest
 import wirekit
 from wirekit import ConnectionClosed, ErrorCode, Limits, LocalProtocolError, Message
 from wirekit.aio import Connection
+from wirekit.proto import FrameConnection, Role, State
+from wirekit.proto.frames import encode_close
 
 MiB = 1 << 20
 
@@ -101,6 +104,68 @@ def test_recv_timeout_raises_a_clear_timeout_error(start_server) -> None:
             conn.recv()
         with pytest.raises(TimeoutError, match=r"^no data from the peer within 0\.3 s$"):
             conn.recv_batch()
+
+
+def test_recv_with_a_zero_timeout_polls(start_server, wait_until) -> None:
+    server = start_server(echo)
+    with wirekit.sync.connect(str(server.address), timeout=5) as conn:
+        # Nothing has arrived: a timeout, and the connection stays usable.
+        with pytest.raises(TimeoutError, match=r"^no data from the peer within 0 s$"):
+            conn.recv(timeout=0)
+        with pytest.raises(TimeoutError):
+            conn.recv_batch(timeout=0)
+        conn.send(b"polled")
+        got: list[object] = []
+
+        def poll() -> bool:
+            try:
+                got.append(conn.recv(timeout=0))
+            except TimeoutError:
+                return False
+            return True
+
+        wait_until(poll, what="the echo is polled")
+        assert got == [b"polled"]
+        assert conn.timeout == 5
+        conn.send(b"still open")
+        assert conn.recv() == b"still open"
+
+
+def test_close_waits_for_the_peer_close_no_longer_than_the_shutdown_grace() -> None:
+    """A server that never answers our CLOSE: close() gives up after
+    Limits.shutdown_grace (docs/limits.md), not after a fixed time."""
+    grace = 0.2
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        after_hello: list[bytes] = []
+
+        def mute_server() -> None:
+            peer, _ = listener.accept()
+            with peer:
+                peer.settimeout(10)
+                server = FrameConnection(Role.SERVER)
+                while server.state is State.HELLO:
+                    server.receive_data(peer.recv(12))
+                peer.sendall(server.data_to_send())
+                while data := peer.recv(4096):  # reads our CLOSE, never answers it
+                    after_hello.append(data)
+
+        thread = threading.Thread(target=mute_server)
+        thread.start()
+        try:
+            conn = wirekit.sync.connect(
+                f"127.0.0.1:{port}", timeout=5, limits=Limits(shutdown_grace=grace)
+            )
+            began = time.monotonic()
+            conn.close()
+            took = time.monotonic() - began
+        finally:
+            thread.join(10)
+        assert grace <= took < grace + 0.8
+        assert conn.fileno() == -1
+        assert b"".join(after_hello) == encode_close()
 
 
 @pytest.mark.parametrize("size", [1000, MiB], ids=["small", "1MiB"])

@@ -3,6 +3,7 @@ a silent server, a refusal over a limit, a peer that is not wirekit."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -108,6 +109,37 @@ def test_a_peer_that_is_not_wirekit_is_a_bad_hello() -> None:
             thread.join(5)
 
 
+def test_an_echo_service_is_a_bad_hello_not_a_server() -> None:
+    """protocol.md §2.3 step 5: our own hello echoed back is not a server hello."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        echoed: list[bytes] = []
+
+        def echo_service() -> None:
+            peer, _ = listener.accept()
+            with peer, contextlib.suppress(OSError):
+                peer.settimeout(5)
+                while data := peer.recv(4096):
+                    echoed.append(data)
+                    peer.sendall(data)
+
+        thread = threading.Thread(target=echo_service)
+        thread.start()
+        try:
+            with pytest.raises(wirekit.BadHello) as info:
+                wirekit.sync.connect(f"127.0.0.1:{port}", timeout=5)
+            assert str(info.value) == "peer echoed our hello: is this an echo service?"
+            assert info.value.code == ErrorCode.PROTOCOL_ERROR
+        finally:
+            thread.join(5)
+        assert b"".join(echoed).startswith(b"WKIT\x01\x00")  # our hello, server flag clear
+
+
 def test_udp_address_is_refused_for_framed_connections() -> None:
-    with pytest.raises(wirekit.ConnectionClosed, match="need tcp, tls or unix"):
+    with pytest.raises(wirekit.AddressError) as info:
         wirekit.sync.connect("udp://127.0.0.1:9", timeout=1)
+    assert str(info.value) == (
+        "framed connections need tcp, tls or unix, not udp: udp://127.0.0.1:9"
+    )

@@ -8,7 +8,7 @@ from collections.abc import Generator, Iterable
 from typing import Any
 
 from ..addr import Address, parse_address
-from ..errors import ConnectionClosed, ErrorCode
+from ..errors import AddressError
 from ..limits import DEFAULT_LIMITS, Limits
 from ..neterrors import connect_error
 from ..proto import FrameConnection, Message, MessageCodec, Role
@@ -53,6 +53,8 @@ def connect(
     verifying context.
     """
     address = addr if isinstance(addr, Address) else parse_address(addr)
+    if address.scheme == "udp":
+        raise AddressError(f"framed connections need tcp, tls or unix, not udp: {address}")
     return _Connecting(
         dict(
             address=address,
@@ -76,20 +78,26 @@ async def _open(
     loop = asyncio.get_running_loop()
     if address.scheme == "tls" and ssl is None:
         ssl = ssl_module.create_default_context()
-    if address.scheme == "udp":
-        raise ConnectionClosed(ErrorCode.PROTOCOL_ERROR, "framed connections need tcp, tls or unix")
     codec = MessageCodec(message_types)
 
     def factory() -> Connection:
         proto = FrameConnection(Role.CLIENT, max_frame_size=limits.max_frame_size, codec=codec)
         return Connection(Role.CLIENT, limits, proto=proto)
 
+    # The TLS handshake is bounded like the hello (and the whole of connecting
+    # by ``timeout``).
+    handshake = limits.handshake_timeout
+    tls_timeout = handshake if ssl is not None and handshake > 0 else None
     conn: Connection | None = None
     try:
         async with asyncio.timeout(timeout):
             if address.is_unix:
                 _, conn = await loop.create_unix_connection(
-                    factory, address.path, ssl=ssl, server_hostname=server_hostname
+                    factory,
+                    address.path,
+                    ssl=ssl,
+                    server_hostname=server_hostname,
+                    ssl_handshake_timeout=tls_timeout,
                 )
             else:
                 _, conn = await loop.create_connection(
@@ -98,6 +106,7 @@ async def _open(
                     address.port,
                     ssl=ssl,
                     server_hostname=(server_hostname or address.host) if ssl else None,
+                    ssl_handshake_timeout=tls_timeout,
                 )
             await conn.wait_handshake()
     except BaseException as exc:

@@ -291,7 +291,7 @@ class Connection(asyncio.BufferedProtocol):
         if proto.state is State.CLOSED or proto.state is State.FAILED:
             self._wake_all()
             if self._transport is not None:
-                self._transport.close()
+                self._close_transport(self._transport)
         return kept
 
     def _fail(self, exc: BaseException) -> None:
@@ -359,6 +359,10 @@ class Connection(asyncio.BufferedProtocol):
     async def _wait_for_input(self) -> None:
         if self._exc is not None:
             raise self._exc.with_traceback(None)
+        if self._waiter is not None and not self._waiter.done():
+            # Which task would get the next message is undefined, and a second
+            # waiter would replace the first, leaving it waiting for ever.
+            raise LocalProtocolError("another task is already waiting in recv()")
         waiter = self._loop.create_future()
         self._waiter = waiter
         await waiter
@@ -433,9 +437,12 @@ class Connection(asyncio.BufferedProtocol):
         if self._is_lost():
             raise self._exc or ConnectionClosed(ErrorCode.GOING_AWAY)
         while self._write_paused:
-            waiter = self._loop.create_future()
-            self._drain_waiter = waiter
-            await waiter
+            # Tasks sending on one connection share the wake-up; shielded, so
+            # that one of them being cancelled does not cancel it for the others.
+            waiter = self._drain_waiter
+            if waiter is None or waiter.done():
+                waiter = self._drain_waiter = self._loop.create_future()
+            await asyncio.shield(waiter)
             if self._is_lost():
                 raise self._exc or ConnectionClosed(ErrorCode.GOING_AWAY)
 
@@ -500,10 +507,14 @@ class Connection(asyncio.BufferedProtocol):
         except TimeoutError:
             pass
         finally:
-            transport.close()
+            self._close_transport(transport)
 
     def abort(self, code: int, reason: str) -> None:
-        """Send an ERROR frame and close now (used for timeouts and limits)."""
+        """Send an ERROR frame and close now (used for timeouts and limits).
+
+        Tasks waiting in recv() or send() get ConnectionClosed at once; the
+        socket goes once the ERROR frame is sent, or after
+        ``Limits.shutdown_grace`` when the peer does not read it."""
         transport = self._transport
         if transport is None or transport.is_closing():
             return
@@ -515,7 +526,25 @@ class Connection(asyncio.BufferedProtocol):
             self._exc = ConnectionClosed(code, reason)
         if self.proto._out:
             transport.write(self.proto.data_to_send())
+        self._wake_all()
+        self._close_transport(transport)
+
+    def _close_transport(self, transport: asyncio.Transport) -> None:
+        """Close once what is queued has been sent, within a bound.
+
+        ``transport.close()`` waits for the peer to read the write buffer: a
+        peer that stops reading would keep the connection, its server slot and
+        any task blocked in send() for ever. Such a connection is dropped
+        (``transport.abort()``) after ``Limits.shutdown_grace``, as the raw
+        services drop theirs."""
+        if transport.is_closing():
+            return  # bounded by the first close
+        # Only a connection with bytes still queued can linger (TLS queues below
+        # the transport, where the size does not show).
+        lingers = transport.get_write_buffer_size() or transport.get_extra_info("ssl_object")
         transport.close()
+        if lingers:
+            self._loop.call_later(self.limits.shutdown_grace, transport.abort)
 
     def _opened(self) -> None:
         """The hello completed (servers start their handler here)."""

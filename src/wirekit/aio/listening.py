@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from ..limits import Limits
 
-__all__ = ["Admission", "peer_ip"]
+__all__ = ["Admission", "accept_backlog", "peer_ip"]
 
 
 class Admission:
@@ -47,3 +48,15 @@ def peer_ip(peer: Any) -> str:
     if isinstance(peer, tuple) and peer:
         return str(peer[0])
     return "unix"
+
+
+def accept_backlog(loop: asyncio.AbstractEventLoop) -> int:
+    """The ``backlog`` to give ``create_server``/``create_unix_server`` on ``loop``.
+
+    The stdlib loop's accept handler calls ``accept()`` up to ``backlog`` times
+    per wakeup and goes on after EMFILE, logging a traceback and scheduling a
+    retry for each failed call: with 4096, one EMFILE turns into thousands of
+    tracebacks a second and starves the loop. uvloop (libuv) handles EMFILE
+    itself and can take the long queue a connection burst needs.
+    """
+    return 4096 if type(loop).__module__.startswith("uvloop") else 100

@@ -19,11 +19,11 @@ from typing import Any
 from ..addr import Address
 from ..errors import ListenError
 from ..limits import DEFAULT_LIMITS, Limits
-from ..neterrors import bind_error
+from ..neterrors import bind_error, printable
 from ..unixsock import prepare_unix_path, unlink_socket
-from .listening import Admission, peer_ip
+from .listening import Admission, accept_backlog, peer_ip
 
-__all__ = ["RawServer", "RawStream"]
+__all__ = ["RawServer", "RawStream", "accept_backlog"]  # accept_backlog: re-exported
 
 log = logging.getLogger("wirekit.server")
 
@@ -48,7 +48,7 @@ class RawStream(asyncio.Protocol):
         self.last_activity = self.server.loop.time()
         refusal = self.server.admission.admit(peer_ip(self.peer))
         if refusal is not None:
-            log.warning("refused %s: %s", self.peer, refusal)
+            log.warning("refused %s: %s", printable(self.peer), refusal)
             self.transport.write(f"wirekit: {refusal}; closing\r\n".encode())
             self.transport.close()
             return
@@ -142,12 +142,19 @@ class RawServer:
                 factory = lambda: self.stream_factory(self)  # noqa: E731
                 if addr.is_unix:
                     prepare_unix_path(addr.path)
-                    server = await loop.create_unix_server(factory, addr.path, ssl=ssl)
+                    server = await loop.create_unix_server(
+                        factory, addr.path, ssl=ssl, backlog=accept_backlog(loop)
+                    )
                     self._unix_paths.append(addr.path)
                     bound = addr
                 else:
                     server = await loop.create_server(
-                        factory, addr.host, addr.port, ssl=ssl, reuse_address=True, backlog=4096
+                        factory,
+                        addr.host,
+                        addr.port,
+                        ssl=ssl,
+                        reuse_address=True,
+                        backlog=accept_backlog(loop),
                     )
                     bound = addr.with_port(server.sockets[0].getsockname()[1])
                 self._servers.append(server)
@@ -172,7 +179,7 @@ class RawServer:
                         stream.transport.abort()
                     continue
                 if now - stream.last_activity > idle:
-                    log.info("closing %s: idle for %gs", stream.peer, idle)
+                    log.info("closing %s: idle for %gs", printable(stream.peer), idle)
                     stream.transport.write(f"wirekit: idle for {idle:g} s; closing\r\n".encode())
                     stream.transport.close()
 

@@ -21,7 +21,7 @@ from ..neterrors import bind_error
 from ..proto import FrameConnection, Message, MessageCodec, Role, State
 from ..unixsock import prepare_unix_path, unlink_socket
 from .connection import Connection, MessageHandler
-from .listening import Admission, peer_ip
+from .listening import Admission, accept_backlog, peer_ip
 from .signals import STOP_SIGNALS, stop_on_signal
 
 __all__ = ["Handler", "Server", "serve"]
@@ -67,16 +67,22 @@ class Server:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         addr = self.requested
-        # The stdlib loop's accept loop keeps calling accept() up to `backlog`
-        # times after EMFILE, logging and scheduling a retry for each: with 4096
-        # one EMFILE becomes thousands of tracebacks a second and the loop
-        # starves. uvloop (libuv) handles EMFILE itself.
-        backlog = 4096 if type(loop).__module__.startswith("uvloop") else 100
+        backlog = accept_backlog(loop)
+        # A TLS connection reaches connection_made(), and so the admission count
+        # and the sweeper, only once its TLS handshake is done: bound that
+        # handshake by the hello timeout too, or silent TLS peers stay for the
+        # loop's default of 60 s.
+        handshake = self.limits.handshake_timeout
+        tls_timeout = handshake if self._ssl is not None and handshake > 0 else None
         try:
             if addr.is_unix:
                 prepare_unix_path(addr.path)
                 self._server = await loop.create_unix_server(
-                    self._make_connection, addr.path, ssl=self._ssl, backlog=backlog
+                    self._make_connection,
+                    addr.path,
+                    ssl=self._ssl,
+                    backlog=backlog,
+                    ssl_handshake_timeout=tls_timeout,
                 )
             else:
                 self._server = await loop.create_server(
@@ -86,6 +92,7 @@ class Server:
                     ssl=self._ssl,
                     reuse_address=True,
                     backlog=backlog,
+                    ssl_handshake_timeout=tls_timeout,
                 )
         except OSError as exc:
             raise bind_error(addr, exc) from None
@@ -140,6 +147,15 @@ class Server:
                 await asyncio.wait(pending, timeout=1.0)
         for conn in list(self._connections):
             conn.abort(ErrorCode.GOING_AWAY, "server shutting down")
+        # Each goes once its ERROR frame is sent; one whose peer does not read
+        # it is dropped after the grace, or now when hurried, rather than left
+        # open behind a stopped server.
+        deadline = loop.time() + grace
+        while self._connections and loop.time() < deadline and not (hurry and hurry.is_set()):
+            await asyncio.sleep(0.02)
+        for conn in list(self._connections):
+            if conn._transport is not None:
+                conn._transport.abort()
         if self._sweeper is not None:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)

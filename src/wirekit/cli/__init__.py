@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from .. import __version__
 from ..errors import AddressError, ListenError, WirekitError
 from . import netcat, serve
+from .arguments import UsageError
 
 __all__ = ["main"]
 
@@ -33,13 +34,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--debug",
         action="store_true",
-        default=bool(os.environ.get("WIREKIT_DEBUG")),
+        default=_env_flag("WIREKIT_DEBUG"),
         help="show tracebacks and debug logs",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     serve.add_parser(commands)
     netcat.add_parsers(commands)
+    for subparser in commands.choices.values():
+        # After the command too (wirekit connect ADDR --debug). SUPPRESS: when
+        # absent there, the value from before the command (or the environment) stays.
+        subparser.add_argument(
+            "--debug",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="show tracebacks and debug logs",
+        )
     return parser
+
+
+def _env_flag(name: str) -> bool:
+    """An on/off environment variable: 1, true or yes (any case) is on, anything
+    else (0, false, no, empty) off."""
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -56,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.run(args)
         return code
-    except AddressError as exc:
+    except (AddressError, UsageError) as exc:
         return _fail(args, exc, EXIT_USAGE)
     except ListenError as exc:
         return _fail(args, exc, EXIT_START)

@@ -8,7 +8,8 @@ import sys
 from typing import Any
 
 from ..addr import Address, parse_address
-from ..services.netcat import NetcatOptions, run_connect, run_listen
+from ..services.netcat import MAX_PEERS, NetcatOptions, run_connect, run_listen
+from .arguments import positive_int, positive_seconds
 
 ADDR_HELP = "tcp (HOST:PORT), udp://HOST:PORT, tls://HOST:PORT, unix:/path or [::1]:PORT"
 
@@ -37,7 +38,9 @@ def add_parsers(commands: Any) -> None:
         help="netcat server: accept a peer, copy it to stdout and stdin to it",
         description="Listen on ADDR (127.0.0.1 unless a host is given) for one peer, or for "
         "many with --keep-open (every peer's bytes go to stdout, stdin goes to every peer; "
-        "for udp, replies go to the latest peer). Port 0 picks a free port and prints it.",
+        "for udp, replies go to the latest peer). Port 0 picks a free port and prints it. "
+        "Without -k, -w bounds the wait for the peer and its idle time; with -k it is each "
+        "peer's idle timeout (nothing from it, nothing taken by it for SECS seconds).",
     )
     listen.add_argument("address", metavar="ADDR", help=ADDR_HELP)
     _common(listen)
@@ -47,6 +50,14 @@ def add_parsers(commands: Any) -> None:
         action="store_true",
         help="accept many peers, one after another or at once",
     )
+    listen.add_argument(
+        "--max-peers",
+        type=positive_int,
+        default=MAX_PEERS,
+        metavar="N",
+        help="with -k, peers served at once; the next one gets a line and is closed "
+        "(default %(default)s)",
+    )
     listen.set_defaults(run=_run_listen)
 
 
@@ -54,21 +65,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-w",
         "--timeout",
-        type=_seconds,
+        type=positive_seconds,
         metavar="SECS",
-        help="give up connecting, or close an idle connection, after SECS seconds",
+        help="give up connecting, or close an idle connection, after SECS seconds "
+        "(listen -k: each idle peer)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="say what happens on stderr")
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("the timeout must be positive")
-    return value
 
 
 def _options(args: argparse.Namespace) -> NetcatOptions:
@@ -78,6 +80,7 @@ def _options(args: argparse.Namespace) -> NetcatOptions:
         insecure=getattr(args, "insecure", False),
         keep_open=getattr(args, "keep_open", False),
         verbose=args.verbose,
+        max_peers=getattr(args, "max_peers", MAX_PEERS),
     )
 
 

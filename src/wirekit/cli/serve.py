@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..addr import Address, parse_address
-from ..errors import ListenError
 from ..limits import DEFAULT_LIMITS, Limits
 from ..services import SERVICES, ClassicOptions, ServiceSpec
-
-if TYPE_CHECKING:
-    pass
+from .arguments import UsageError, non_negative_seconds, positive_int
 
 log = logging.getLogger("wirekit.server")
 
@@ -48,21 +45,21 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument(
         "--max-connections",
-        type=int,
+        type=positive_int,
         default=DEFAULT_LIMITS.max_connections,
         metavar="N",
         help="connections held at once (default %(default)s)",
     )
     parser.add_argument(
         "--max-per-ip",
-        type=int,
+        type=positive_int,
         metavar="N",
         default=DEFAULT_LIMITS.max_connections_per_ip,
         help="connections per client address (default %(default)s)",
     )
     parser.add_argument(
         "--idle-timeout",
-        type=float,
+        type=non_negative_seconds,
         metavar="SECS",
         default=DEFAULT_LIMITS.idle_timeout,
         help="close connections silent this long, 0 = never (default %(default)s)",
@@ -81,9 +78,9 @@ def add_parser(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.listen and args.service is None:
-        raise ListenError("--listen needs a SERVICE (e.g. wirekit serve echo --listen :0)")
+        raise UsageError("--listen needs a SERVICE (e.g. wirekit serve echo --listen :0)")
     if (args.upper or args.stamp) and args.service not in (None, "echo"):
-        raise ListenError("--upper and --stamp apply to the echo service only")
+        raise UsageError("--upper and --stamp apply to the echo service only")
     limits = Limits(
         max_connections=args.max_connections,
         max_connections_per_ip=args.max_per_ip,

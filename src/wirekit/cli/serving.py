@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
+from typing import Any
 
 from .. import __version__
 from ..addr import Address
@@ -15,10 +17,42 @@ from ..services import ClassicOptions, ServiceSpec
 
 __all__ = ["serve_plan"]
 
+#: A repeat of the out-of-resources warning is shown only after this many seconds
+#: without one: once per episode, however often the loop retries meanwhile.
+RESOURCE_QUIET = 60.0
+
+
+class _AcceptTrouble:
+    """A loop exception handler that turns the stdlib loop's "socket.accept() out
+    of system resource" (EMFILE, ENFILE, ENOBUFS, ENOMEM: logged with a traceback
+    on every retry) into one line per episode; anything else goes to the default
+    handler."""
+
+    def __init__(self) -> None:
+        self.last: float | None = None
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if context.get("message") != "socket.accept() out of system resource" or not isinstance(
+            exc, OSError
+        ):
+            loop.default_exception_handler(context)
+            return
+        now = time.monotonic()
+        if self.last is None or now - self.last > RESOURCE_QUIET:
+            detail = exc.strerror or exc
+            print(
+                f"wirekit: cannot accept connections: {detail}; retrying every second",
+                file=sys.stderr,
+                flush=True,
+            )
+        self.last = now
+
 
 async def serve_plan(
     plan: list[tuple[ServiceSpec, list[Address]]], options: ClassicOptions, limits: Limits
 ) -> int:
+    asyncio.get_running_loop().set_exception_handler(_AcceptTrouble())
     servers: list[RawServer] = []
     rows: list[tuple[str, Address, str]] = []
     # Catch the signals before the table says "Ctrl-C to stop", and keep them

@@ -35,12 +35,14 @@ from .frames import (
     HEAD,
     HEAD_SIZE,
     HELLO,
+    HELLO_FROM_SERVER,
     HELLO_SIZE,
     MAGIC,
     MAX_CHANNEL,
     VERSION,
     WINDOW,
     FrameType,
+    Role,
     data_head,
     decode_code_reason,
     encode_close,
@@ -65,11 +67,6 @@ __all__ = [
     "State",
     "WindowUpdate",
 ]
-
-
-class Role(Enum):
-    CLIENT = "client"
-    SERVER = "server"
 
 
 class State(Enum):
@@ -167,7 +164,8 @@ _HTTP_REPLY: Final = (
 #: Payloads at least this big are copied straight out of the read buffer.
 _LARGE_PAYLOAD: Final = 16 * 1024
 #: An unfinished frame up to this size is carried to the next read in the
-#: scratch buffer (one small copy); a bigger one gets a buffer of its own.
+#: scratch buffer (one small copy); a bigger one gets a buffer of its own,
+#: which grows with the bytes that arrive (protocol.md §3.1).
 _MAX_CARRY: Final = 128 * 1024
 _SCRATCH_SIZE: Final = 256 * 1024
 _local = threading.local()
@@ -234,7 +232,7 @@ class FrameConnection:
         self._eof_channels: set[int] | None = None  # made on the first EOF
         self._parts: list[bytes] | None = None  # payload pieces of an unfinished frame
         self._have = self._plen = self._pword = 0
-        self._target: memoryview | None = None  # the buffer of a large frame being read
+        self._target: bytearray | None = None  # what has arrived of a large frame
         self._carried = 0  # bytes of self._buf copied to the scratch buffer's start
         self.peer_max_frame_size: int | None = None
         self.error: RemoteProtocolError | None = None
@@ -329,7 +327,7 @@ class FrameConnection:
         if self.state is not State.OPEN and self.state is not State.HELLO:
             return
         if self.state is State.HELLO and self.role is Role.SERVER:
-            self._out += encode_hello(self._max)
+            self._out += encode_hello(self._max, role=Role.SERVER)
         self._out += encode_close(code, reason)
         self.state = State.CLOSING
         self.close_code, self.close_reason = code, reason
@@ -339,7 +337,7 @@ class FrameConnection:
         if self.state is not State.OPEN and self.state is not State.HELLO:
             return
         if self.state is State.HELLO and self.role is Role.SERVER:
-            self._out += encode_hello(self._max)
+            self._out += encode_hello(self._max, role=Role.SERVER)
         self._out += encode_error(code, reason)
         self.state = State.FAILED
         self.close_code, self.close_reason = code, reason
@@ -405,15 +403,13 @@ class FrameConnection:
         """Where the next read should land; then call :meth:`buffer_updated`.
 
         Reads land in a per-thread scratch buffer, after whatever partial
-        frame is carried over; the payload of a large frame that spans reads
-        gets a buffer of its own, which the reads fill directly. Either way a
-        payload is copied once, into its final ``bytes``.
+        frame is carried over. The payload of a large frame that spans reads
+        is appended to a buffer of its own, which grows with what arrives:
+        never allocated at the length a head announces, so a peer cannot make
+        us hold memory it has not sent (protocol.md §3.1).
         """
-        if self._target is None:
+        if self._parts is not None:
             self._settle_pending()
-        target = self._target
-        if target is not None:
-            return target[self._have :]
         scratch = _scratch()
         carry = self._buf
         k = len(carry)
@@ -424,12 +420,10 @@ class FrameConnection:
 
     def buffer_updated(self, nbytes: int) -> list[Event]:
         """``nbytes`` were read into the buffer from :meth:`get_buffer`."""
+        target = self._target
+        if target is not None:
+            return self._extend_target(target, nbytes)
         events: list[Event] = []
-        if self._target is not None:
-            self._have += nbytes
-            if self._have == self._plen:
-                self._finish_target(events)
-            return events
         view = _scratch()[: self._carried + nbytes]
         if self._carried:
             self._buf = b""
@@ -441,9 +435,32 @@ class FrameConnection:
         self._parse_view(view, events)
         return events
 
+    def _extend_target(self, target: bytearray, nbytes: int) -> list[Event]:
+        """A read while a large frame is unfinished: append its payload bytes,
+        then parse what follows the frame in the same read."""
+        view = _scratch()[:nbytes]
+        missing = self._plen - len(target)
+        if nbytes < missing:
+            target += view
+            return []
+        target += view[:missing]
+        events: list[Event] = []
+        if not self._finish_target(events) or nbytes == missing:
+            return events
+        rest = view[missing:]
+        if (
+            self.state is State.OPEN
+            and len(rest) >= HEAD_SIZE
+            and HEAD.unpack_from(rest)[0] >= _LARGE_PAYLOAD
+        ):
+            self._parse_view(rest, events)
+        else:
+            events += self.receive_data(bytes(rest))
+        return events
+
     def _finish_target(self, events: list[Event]) -> bool:
         """Deliver the completed large frame; False when the connection ended."""
-        payload = bytes(self._target)  # type: ignore[arg-type]  # the one copy
+        payload = bytes(self._target)  # type: ignore[arg-type]  # the final copy
         self._target = None
         word = self._pword
         if word == 0 and not (self._eof_channels and 0 in self._eof_channels):
@@ -466,10 +483,9 @@ class FrameConnection:
             stop = start + length
             if stop > end:
                 if length > _MAX_CARRY:
-                    target = memoryview(bytearray(length))
-                    have = end - start
-                    target[:have] = view[start:end]
-                    self._target, self._have, self._plen, self._pword = target, have, length, word
+                    # Keep what has arrived, not the announced length (§3.1).
+                    self._target = bytearray(view[start:end])
+                    self._plen, self._pword = length, word
                     return
                 break
             payload = bytes(view[start:stop])
@@ -487,13 +503,10 @@ class FrameConnection:
         if parts is None:
             return
         self._parts = None
-        have = b"".join(parts)
         if self._plen > _MAX_CARRY:
-            target = memoryview(bytearray(self._plen))
-            target[: len(have)] = have
-            self._target, self._have = target, len(have)
+            self._target = bytearray().join(parts)  # what has arrived, not the length (§3.1)
         else:
-            self._buf = HEAD.pack(self._plen, self._pword) + have
+            self._buf = HEAD.pack(self._plen, self._pword) + b"".join(parts)
 
     def _receive_hello(self, data: bytes, events: list[Event]) -> None:
         self.controls += 1
@@ -516,17 +529,29 @@ class FrameConnection:
                 events,
             )
             return
-        if flags or reserved or peer_max == 0:
+        if flags & ~HELLO_FROM_SERVER or reserved or peer_max == 0:
             self._fail(BadHello("malformed hello: reserved fields must be zero"), events)
+            return
+        # §2.3 step 5: the server flag must name the other side, so a client that
+        # reaches an echo service fails instead of taking its own hello back.
+        if bool(flags & HELLO_FROM_SERVER) is (self.role is Role.SERVER):
+            self._fail(BadHello(self._wrong_role(buf)), events)
             return
         if self.state is State.HELLO:
             if self.role is Role.SERVER:
-                self._out += encode_hello(self._max)
+                self._out += encode_hello(self._max, role=Role.SERVER)
             self.state = State.OPEN
         self.peer_max_frame_size = self._max if peer_max == self._max else peer_max
         events.append(HelloReceived(version, peer_max))
         if rest:
             self._parse(rest, events)
+
+    def _wrong_role(self, hello: bytes) -> str:
+        if self.role is Role.SERVER:
+            return "peer sent a server hello (flag 0x01 set), not a client hello"
+        if hello[:HELLO_SIZE] == encode_hello(self._max):
+            return "peer echoed our hello: is this an echo service?"
+        return "peer sent a client hello (flag 0x01 clear), not a server hello"
 
     def _not_wirekit(self, seen: bytes, events: list[Event], *, eof: bool = False) -> None:
         if self.role is Role.SERVER:
@@ -562,7 +587,7 @@ class FrameConnection:
             events = []
         self.controls += 1
         if self.state is State.HELLO and self.role is Role.SERVER:
-            self._out += encode_hello(self._max)
+            self._out += encode_hello(self._max, role=Role.SERVER)
         if self.state is State.OPEN or self.state is State.HELLO:
             self._out += encode_error(error.code, str(error))
         self._buf = b""
@@ -578,10 +603,9 @@ class FrameConnection:
         pos = 0
         target = self._target
         if target is not None:  # a large frame begun by a buffered read
-            pos = min(len(data), self._plen - self._have)
-            target[self._have : self._have + pos] = data[:pos]
-            self._have += pos
-            if self._have < self._plen or not self._finish_target(events) or pos == len(data):
+            pos = min(len(data), self._plen - len(target))
+            target += memoryview(data)[:pos]
+            if len(target) < self._plen or not self._finish_target(events) or pos == len(data):
                 return
         if len(self._buf) >= HEAD_SIZE:  # a frame carried by a buffered read
             carried = self._buf

@@ -4,6 +4,7 @@ A connection starts with a 12-byte hello from each side (§2), then carries
 frames, each an 8-byte head and a payload (§3)::
 
     hello  = magic "WKIT" | version u8 | flags u8 | reserved u16 | max_frame_size u32
+             (flags: 0x01 = sent by the server, the other bits reserved)
     head   = length u32 | type u8 | flags u8 | channel u16        (all big-endian)
 
 The head is read as two u32 words, ``length`` and ``word``; the fast path
@@ -13,7 +14,7 @@ The head is read as two u32 words, ``length`` and ``word``; the fast path
 from __future__ import annotations
 
 import struct
-from enum import IntEnum
+from enum import Enum, IntEnum
 
 from ..errors import ErrorCode
 
@@ -21,11 +22,13 @@ __all__ = [
     "HEAD",
     "HEAD_SIZE",
     "HELLO",
+    "HELLO_FROM_SERVER",
     "HELLO_SIZE",
     "MAGIC",
     "MAX_REASON_BYTES",
     "VERSION",
     "FrameType",
+    "Role",
     "data_head",
     "encode_close",
     "encode_error",
@@ -39,12 +42,22 @@ MAGIC = b"WKIT"
 VERSION = 1
 HELLO = struct.Struct(">4sBBHI")
 HELLO_SIZE = HELLO.size  # 12
+#: Hello flag bit 0: the hello was sent by the server (§2.1), so a client that
+#: gets its own hello back (an echo service) can tell.
+HELLO_FROM_SERVER = 0x01
 HEAD = struct.Struct(">II")
 HEAD_SIZE = HEAD.size  # 8
 WINDOW = struct.Struct(">I")
 CODE = struct.Struct(">H")
 MAX_REASON_BYTES = 256
 MAX_CHANNEL = 0xFFFF
+
+
+class Role(Enum):
+    """The side that opened the connection is the client (§1)."""
+
+    CLIENT = "client"
+    SERVER = "server"
 
 
 class FrameType(IntEnum):
@@ -62,8 +75,9 @@ def make_word(ftype: int, channel: int = 0, flags: int = 0) -> int:
     return (ftype << 24) | (flags << 16) | channel
 
 
-def encode_hello(max_frame_size: int, version: int = VERSION) -> bytes:
-    return HELLO.pack(MAGIC, version, 0, 0, max_frame_size)
+def encode_hello(max_frame_size: int, version: int = VERSION, role: Role = Role.CLIENT) -> bytes:
+    flags = HELLO_FROM_SERVER if role is Role.SERVER else 0
+    return HELLO.pack(MAGIC, version, flags, 0, max_frame_size)
 
 
 # Heads of small channel-0 DATA frames, precomputed: the hot path of tiny

@@ -40,6 +40,10 @@ class ServiceSpec:
             return f"rdate -p {udp}-o {addr.port} {addr.host}"
         if addr.scheme == "tcp":
             return f"wirekit connect {addr.hostport()}"
+        if addr.scheme == "udp" and self.name != "echo":
+            # A udp server answers a datagram: send one at once rather than wait
+            # for the user to type a line (echo's user types anyway).
+            return f"echo | wirekit connect {addr}"
         return f"wirekit connect {addr}"
 
 

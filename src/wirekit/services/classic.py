@@ -5,6 +5,10 @@ Each runs on TCP, UDP and Unix stream sockets through
 course's servers: ``upper`` (reply upper-cased) and ``stamp`` (prefix each
 line with ``[<ctime>] ``; a piece without a newline is stamped once the
 sender pauses for ``STAMP_PAUSE`` seconds, or when it reaches the line limit).
+Over UDP every line of a datagram is stamped, an unterminated last one too; a
+stamped reply longer than the datagram limit (plus ``REPLY_ROOM``) and than the
+request gets a one-line error instead, so a datagram of many empty lines cannot
+be turned into a reply many times its size.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import time
 from typing import Any
 
 from ..aio.raw import RawServer, RawStream
+from ..limits import DEFAULT_LIMITS, Limits
+from ..neterrors import printable
 from . import ClassicOptions
 
 __all__ = [
@@ -28,6 +34,7 @@ __all__ = [
     "daytime_text",
     "echo_server",
     "rfc868_now",
+    "stamp_datagram",
     "time_server",
 ]
 
@@ -35,6 +42,9 @@ log = logging.getLogger("wirekit.services")
 
 #: Seconds of silence after which ``--stamp`` sends a piece that has no newline.
 STAMP_PAUSE = 0.05
+#: UDP: a reply may be this much longer than the request or the datagram limit,
+#: whichever is larger (room for one stamp); a longer one gets an error instead.
+REPLY_ROOM = 64
 #: RFC 868: seconds from 1900-01-01 to the Unix epoch.
 RFC868_OFFSET = 2_208_988_800
 
@@ -178,12 +188,20 @@ class DatagramService(asyncio.DatagramProtocol):
         assert self.transport is not None
         limit = self.server.limits.max_datagram_size
         if len(data) > limit:
-            log.info("refused datagram of %d bytes from %s", len(data), addr)
+            log.info("refused datagram of %d bytes from %s", len(data), printable(addr))
             error = f"wirekit: datagram of {len(data)} bytes exceeds limit of {limit} bytes\n"
             if len(error) <= len(data):  # never an amplifier: the reply is not longer
                 self.transport.sendto(error.encode(), addr)
             return
         reply = self.answer(data)
+        if len(reply) > max(len(data), limit) + REPLY_ROOM:
+            # --stamp adds a stamp per line: many short lines would make a reply
+            # many times the request, and too long for one datagram.
+            log.info("refused reply of %d bytes to %s", len(reply), printable(addr))
+            error = f"wirekit: reply of {len(reply)} bytes exceeds limit of {limit} bytes\n"
+            if len(error) <= len(data):
+                self.transport.sendto(error.encode(), addr)
+            return
         if reply:
             self.transport.sendto(reply, addr)
         else:
@@ -193,10 +211,22 @@ class DatagramService(asyncio.DatagramProtocol):
         log.debug("udp error: %s", exc)
 
 
+def stamp_datagram(data: bytes, max_line: int) -> bytes:
+    """``--stamp`` over UDP: every line of ``data`` stamped as the TCP echo stamps
+    it, the last one too when it has no newline (the datagram ends it). An empty
+    datagram is answered with the stamp alone."""
+    if not data:
+        return stamp_prefix()
+    stamper = LineStamper(max_line)
+    return stamper.feed(data) + stamper.flush()
+
+
 def echo_server(options: ClassicOptions, **kwargs: Any) -> RawServer:
+    limits: Limits = kwargs.get("limits", DEFAULT_LIMITS)
+
     def answer(data: bytes) -> bytes:
         data = transform(data, options)
-        return stamp_prefix() + data if options.stamp else data
+        return stamp_datagram(data, limits.max_line_length) if options.stamp else data
 
     return RawServer(
         lambda server: EchoStream(server, options),

@@ -13,6 +13,12 @@ cheapest path the kernel offers:
 On stdin EOF the socket is half-closed (``shutdown(SHUT_WR)``) and we keep
 reading until the peer closes, like ``nc -N``.
 
+``listen --keep-open`` serves at most ``max_peers`` peers, a thread each that
+reads 64 KiB at a time only once its peer has bytes (an idle peer holds no
+buffer), closes a peer idle for -w seconds, and keeps accepting through EMFILE.
+Errors of stdin and stdout are :class:`LocalIOError` ("cannot write to stdout"),
+never blamed on the connection.
+
 TLS is different: OpenSSL does not allow one connection to be read and written
 from two threads at once, so a ``tls://`` connection is moved by one thread, a
 ``poll`` loop over stdin and a non-blocking socket (:func:`shuttle_tls`). Its
@@ -31,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import math
 import mmap
 import os
 import select
@@ -46,13 +53,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..addr import Address
 from ..errors import ConnectError, WirekitError
-from ..neterrors import bind_error, connect_error
+from ..neterrors import bind_error, connect_error, printable
 from ..unixsock import prepare_unix_path
 
 if TYPE_CHECKING:
     import ssl
 
-__all__ = ["NetcatOptions", "run_connect", "run_listen"]
+__all__ = ["LocalIOError", "NetcatOptions", "PeerError", "run_connect", "run_listen"]
 
 CHUNK = 1 << 20
 #: After the peer's EOF, stop forwarding stdin once it has been quiet this long.
@@ -65,6 +72,36 @@ TLS_RECV = 256 * 1024
 #: long. A server that answers and closes without reading it would be reset by
 #: its kernel (unread data), which drops what it had not sent yet.
 TLS_CLOSE_DELAY = 0.5
+#: --keep-open: peers served at once unless --max-peers says otherwise.
+MAX_PEERS = 64
+#: --keep-open: bytes read from one peer at a time; the buffer exists only while
+#: bytes are there to read, so an idle peer costs its thread and socket only.
+PEER_CHUNK = 64 * 1024
+#: --keep-open: seconds between accept() attempts while the process (or the
+#: system) is out of file descriptors or buffers, as trio does.
+ACCEPT_RETRY = 0.1
+_ACCEPT_STARVED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+#: accept() errors that concern one connection, not the listener (Linux passes
+#: pending network errors of the new connection to accept()): skip it, go on.
+_ACCEPT_SKIP = frozenset(
+    getattr(errno, name)
+    for name in (
+        "EAGAIN",
+        "ECONNABORTED",
+        "ECONNRESET",
+        "EPROTO",
+        "EPERM",
+        "ENETDOWN",
+        "ENETUNREACH",
+        "EHOSTDOWN",
+        "EHOSTUNREACH",
+        "ENONET",
+        "ENOPROTOOPT",
+        "EOPNOTSUPP",
+        "ETIMEDOUT",
+    )
+    if hasattr(errno, name)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +111,23 @@ class NetcatOptions:
     insecure: bool = False
     keep_open: bool = False
     verbose: bool = False
+    max_peers: int = MAX_PEERS  # --keep-open: peers at once; the next one is refused
     udp_linger: float = 1.0  # seconds to wait for replies after stdin EOF (udp)
 
 
 class PeerError(WirekitError):
     """The connection failed after it was established (reset, timeout)."""
+
+
+class LocalIOError(WirekitError):
+    """stdin or stdout failed (a full disk, an I/O error): our side, not the peer's."""
+
+
+def _read_stdin(fd: int, size: int) -> bytes:
+    try:
+        return os.read(fd, size)
+    except OSError as exc:
+        raise LocalIOError(f"cannot read stdin: {exc.strerror or exc}") from None
 
 
 class Activity:
@@ -124,7 +173,10 @@ def pump_in(fd: int, sock: socket.socket, activity: Activity) -> None:
     buf = bytearray(CHUNK)
     view = memoryview(buf)
     while True:
-        n = os.readv(fd, [buf])
+        try:
+            n = os.readv(fd, [buf])
+        except OSError as exc:
+            raise LocalIOError(f"cannot read stdin: {exc.strerror or exc}") from None
         if not n:
             return
         sock.sendall(view[:n])
@@ -188,9 +240,17 @@ def pump_out(sock: socket.socket, fd: int, activity: Activity) -> None:
 
 
 def _write_all(fd: int, data: memoryview) -> None:
-    while data:
-        written = os.write(fd, data)
-        data = data[written:]
+    """Write ``data`` to stdout (``fd``). EPIPE stays a BrokenPipeError (a closed
+    stdout, as ``| head`` leaves it, ends the command quietly); any other error
+    is a :class:`LocalIOError` that blames stdout, not the connection."""
+    try:
+        while data:
+            written = os.write(fd, data)
+            data = data[written:]
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise LocalIOError(f"cannot write to stdout: {exc.strerror or exc}") from None
 
 
 # -- connect ---------------------------------------------------------------------
@@ -303,7 +363,7 @@ def tls_context(options: NetcatOptions) -> ssl.SSLContext:
 
 def run_connect(addr: Address, options: NetcatOptions, stdin: int = 0, stdout: int = 1) -> None:
     if addr.scheme == "udp":
-        run_udp(_udp_connected(addr), addr, options, stdin, stdout)
+        run_udp(_udp_connected(addr), addr.hostport(), options, stdin, stdout)
         return
     with open_stream(addr, options) as sock:
         if isinstance(sock, TLSStream):
@@ -324,8 +384,8 @@ def shuttle(sock: socket.socket, options: NetcatOptions, stdin: int, stdout: int
             pump_in(stdin, sock, activity)
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_WR)
-        except OSError as exc:
-            if exc.errno != errno.EPIPE:
+        except (OSError, LocalIOError) as exc:
+            if not isinstance(exc, OSError) or exc.errno != errno.EPIPE:
                 failure.append(exc)
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
@@ -359,6 +419,8 @@ def shuttle(sock: socket.socket, options: NetcatOptions, stdin: int, stdout: int
         raise PeerError(f"idle for {options.timeout:g} s; closing")
     if failure:
         cause = failure[0]
+        if isinstance(cause, LocalIOError):
+            raise cause
         raise PeerError(f"sending failed: {getattr(cause, 'strerror', None) or cause}")
 
 
@@ -527,7 +589,7 @@ def shuttle_tls(conn: TLSStream, options: NetcatOptions, stdin: int, stdout: int
                     except BlockingIOError:
                         continue
                     except OSError as exc:
-                        raise PeerError(f"sending failed: {exc.strerror or exc}") from None
+                        raise LocalIOError(f"cannot read stdin: {exc.strerror or exc}") from None
                     if data:
                         pending += data
                         activity.touch()
@@ -579,21 +641,34 @@ def _udp_connected(addr: Address) -> socket.socket:
     return sock
 
 
+def _hostport(sockaddr: Any) -> str:
+    """``HOST:PORT`` of a socket address tuple (IPv6 bracketed), escaped for printing."""
+    if isinstance(sockaddr, tuple) and len(sockaddr) >= 2:
+        host = str(sockaddr[0])
+        host = f"[{host}]" if ":" in host else host
+        return printable(f"{host}:{sockaddr[1]}")
+    return printable(sockaddr)
+
+
 def run_udp(
     sock: socket.socket,
-    addr: Address,
+    where: str,
     options: NetcatOptions,
     stdin: int,
     stdout: int,
     *,
     first: bytes = b"",
+    gone: str = "port unreachable (no udp server there)",
 ) -> None:
-    """Datagrams: each stdin read is one datagram; each datagram goes to stdout."""
-    if first:
-        _write_all(stdout, memoryview(first))
-    stdin_open = True
-    deadline: float | None = None
+    """Datagrams: each stdin read is one datagram; each datagram goes to stdout.
+
+    ``sock`` is connected to the peer at ``where`` (``HOST:PORT``), which the
+    errors name; ``gone`` says what an ICMP port unreachable from it means."""
     with sock:
+        if first:
+            _write_all(stdout, memoryview(first))
+        stdin_open = True
+        deadline: float | None = None
         while True:
             wait = None
             if not stdin_open:
@@ -613,22 +688,22 @@ def run_udp(
                 try:
                     data = sock.recv(UDP_CHUNK)
                 except ConnectionRefusedError:
-                    raise ConnectError(
-                        f"cannot reach {addr.hostport()}: port unreachable (no udp server there)"
-                    ) from None
+                    raise ConnectError(f"cannot reach {where}: {gone}") from None
+                except OSError as exc:
+                    raise PeerError(f"cannot receive from {where}: {exc.strerror or exc}") from None
                 _write_all(stdout, memoryview(data))
                 deadline = None
             if stdin in ready:
-                chunk = os.read(stdin, UDP_CHUNK)
+                chunk = _read_stdin(stdin, UDP_CHUNK)
                 if not chunk:
                     stdin_open = False
                     continue
                 try:
                     sock.send(chunk)
                 except ConnectionRefusedError:
-                    raise ConnectError(
-                        f"cannot reach {addr.hostport()}: port unreachable (no udp server there)"
-                    ) from None
+                    raise ConnectError(f"cannot reach {where}: {gone}") from None
+                except OSError as exc:
+                    raise PeerError(f"cannot send to {where}: {exc.strerror or exc}") from None
 
 
 # -- listen ------------------------------------------------------------------------
@@ -674,9 +749,9 @@ def run_listen(
         announce(bound)
     try:
         if addr.scheme == "udp":
-            _listen_udp(listener, bound, options, stdin, stdout)
+            _listen_udp(listener, options, stdin, stdout)
         elif options.keep_open:
-            _listen_many(listener, stdin, stdout)
+            _listen_many(listener, options, stdin, stdout)
         else:
             _listen_once(listener, options, stdin, stdout)
     finally:
@@ -684,6 +759,20 @@ def run_listen(
         if addr.is_unix:
             with contextlib.suppress(OSError):
                 os.unlink(addr.path)
+
+
+def peer_name(where: Any) -> str:
+    """A peer's address as ``accept()`` gives it, for a message: the (host, port)
+    tuple as Python prints it, a Unix socket's path; escaped, since the peer
+    chose it (a Unix client may bind its socket to any path)."""
+    if where in ("", b"", None):
+        return "an unnamed unix socket"
+    return printable(where)
+
+
+def _say(options: NetcatOptions, text: str) -> None:
+    if options.verbose:
+        print(f"wirekit: {text}", file=sys.stderr, flush=True)
 
 
 def _listen_once(listener: socket.socket, options: NetcatOptions, stdin: int, stdout: int) -> None:
@@ -695,57 +784,206 @@ def _listen_once(listener: socket.socket, options: NetcatOptions, stdin: int, st
         raise PeerError(f"no connection within {options.timeout:g} s") from None
     listener.close()  # one peer only: refuse the next ones at once
     peer.settimeout(None)
-    if options.verbose:
-        print(f"wirekit: connection from {where}", file=sys.stderr)
+    _say(options, f"connection from {peer_name(where)}")
     with peer:
         if peer.family != socket.AF_UNIX:
             peer.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         shuttle(peer, options, stdin, stdout)
 
 
-class _Broadcast:
-    """--keep-open: every peer's bytes go to stdout, stdin goes to every peer."""
+class _Peer:
+    """One --keep-open peer: its socket, its activity (-w) and a lock that keeps
+    the socket from being closed while stdin's bytes are being sent to it."""
 
-    def __init__(self, stdout: int) -> None:
+    __slots__ = ("activity", "closed", "send_lock", "sock", "where")
+
+    def __init__(self, sock: socket.socket, where: Any) -> None:
+        self.sock = sock
+        self.where = peer_name(where)
+        self.activity = Activity()
+        self.send_lock = threading.Lock()
+        self.closed = False
+
+
+class _Hub:
+    """--keep-open: every peer's bytes go to stdout, stdin goes to every peer.
+
+    One thread per peer, at most ``options.max_peers`` of them, each reading
+    into a PEER_CHUNK buffer only once its peer has bytes to read; with -w a
+    peer idle that long (nothing read from it, nothing sent to it) is closed.
+    A stdout or stdin failure ends the command: :meth:`fail` wakes the accept
+    loop through a pipe, which raises it."""
+
+    def __init__(self, options: NetcatOptions, stdout: int) -> None:
+        self.options = options
         self.stdout = stdout
-        self.peers: set[socket.socket] = set()
-        self.lock = threading.Lock()
+        self.peers: dict[int, _Peer] = {}  # by id(): the socket object may be closed
+        self.lock = threading.Lock()  # guards peers, and keeps stdout writes whole
+        self.failure: BaseException | None = None
+        self.wake_read, self.wake_write = os.pipe()
 
-    def serve_peer(self, peer: socket.socket) -> None:
+    def close(self) -> None:
+        os.close(self.wake_read)
+        os.close(self.wake_write)
+
+    def fail(self, exc: BaseException) -> None:
         with self.lock:
-            self.peers.add(peer)
-        buf = bytearray(CHUNK)
+            if self.failure is None:
+                self.failure = exc
+        with contextlib.suppress(OSError):
+            os.write(self.wake_write, b"!")
+
+    def admit(self, sock: socket.socket, where: Any) -> None:
+        peer = _Peer(sock, where)
+        limit = self.options.max_peers
+        with self.lock:
+            full = len(self.peers) >= limit
+            if not full:
+                self.peers[id(peer)] = peer
+        if full:
+            _say(self.options, f"refused {peer.where}: {limit} peers, the limit")
+            self._refuse(sock, f"wirekit: listener holds {limit} peers, its limit; closing\n")
+            return
+        _say(self.options, f"connection from {peer.where}")
+        sock.settimeout(self.options.timeout)  # bounds a send to a peer that does not read
+        if sock.family != socket.AF_UNIX:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        thread = threading.Thread(target=self.serve_peer, args=(peer,), daemon=True)
         try:
-            while n := peer.recv_into(buf):
+            thread.start()
+        except RuntimeError:  # can't start new thread: out of memory or a ulimit
+            with self.lock:
+                self.peers.pop(id(peer), None)
+            self._refuse(sock, "wirekit: listener cannot take more peers now; closing\n")
+
+    @staticmethod
+    def _refuse(sock: socket.socket, line: str) -> None:
+        with sock:
+            sock.setblocking(False)  # a fresh socket's buffer takes one line; never wait
+            with contextlib.suppress(OSError):
+                sock.send(line.encode())
+                sock.shutdown(socket.SHUT_WR)
+
+    def serve_peer(self, peer: _Peer) -> None:
+        """The peer's bytes to stdout until it closes, fails or idles past -w."""
+        timeout = self.options.timeout
+        poller = select.poll()
+        poller.register(peer.sock, select.POLLIN)
+        try:
+            while True:
+                wait_ms = None
+                if timeout:
+                    wait_ms = max(
+                        0, math.ceil((peer.activity.last + timeout - time.monotonic()) * 1000)
+                    )
+                if not poller.poll(wait_ms):
+                    if peer.send_lock.locked():  # stdin's bytes are on their way to it:
+                        peer.activity.touch()  # not idle (the send has its own -w bound)
+                        continue
+                    if timeout and time.monotonic() - peer.activity.last >= timeout:
+                        _say(self.options, f"closing {peer.where}: idle for {timeout:g} s")
+                        return
+                    continue
+                try:
+                    data = peer.sock.recv(PEER_CHUNK)
+                except (BlockingIOError, TimeoutError):
+                    continue
+                except OSError:
+                    return  # reset: the peer is gone
+                if not data:
+                    return
+                peer.activity.touch()
                 with self.lock:  # a chunk is written whole, never interleaved
-                    _write_all(self.stdout, memoryview(buf)[:n])
-        except OSError:
-            pass
+                    _write_all(self.stdout, memoryview(data))
+        except (LocalIOError, OSError) as exc:  # stdout failed: the command ends
+            self.fail(exc)
         finally:
             with self.lock:
-                self.peers.discard(peer)
-            peer.close()
+                self.peers.pop(id(peer), None)
+            with contextlib.suppress(OSError):
+                peer.sock.shutdown(socket.SHUT_RDWR)  # ends a send to it in progress
+            with peer.send_lock:
+                peer.closed = True
+                peer.sock.close()
+
+    def send(self, peer: _Peer, chunk: bytes) -> None:
+        with peer.send_lock:
+            if peer.closed:
+                return
+            try:
+                peer.sock.sendall(chunk)
+            except TimeoutError:
+                # It has not taken stdin's bytes for -w seconds: idle, and now
+                # missing part of them; close it.
+                _say(self.options, f"closing {peer.where}: idle for {self.options.timeout:g} s")
+            except OSError:
+                pass  # gone
+            else:
+                peer.activity.touch()
+                return
+            with contextlib.suppress(OSError):
+                peer.sock.shutdown(socket.SHUT_RDWR)  # its reader thread closes it
 
     def read_stdin(self, fd: int) -> None:
-        while chunk := os.read(fd, CHUNK):
-            with self.lock:
-                peers = list(self.peers)
-            for peer in peers:
-                with contextlib.suppress(OSError):
-                    peer.sendall(chunk)
+        try:
+            while chunk := _read_stdin(fd, PEER_CHUNK):
+                with self.lock:
+                    peers = list(self.peers.values())
+                for peer in peers:
+                    self.send(peer, chunk)
+        except LocalIOError as exc:
+            self.fail(exc)
 
 
-def _listen_many(listener: socket.socket, stdin: int, stdout: int) -> None:
-    hub = _Broadcast(stdout)
-    threading.Thread(target=hub.read_stdin, args=(stdin,), daemon=True).start()
-    while True:
-        peer, _ = listener.accept()
-        threading.Thread(target=hub.serve_peer, args=(peer,), daemon=True).start()
+def _listen_many(listener: socket.socket, options: NetcatOptions, stdin: int, stdout: int) -> None:
+    """Accept peers until interrupted (or stdout fails). Out of file descriptors
+    (EMFILE, ENFILE) or buffers, accept() is retried every ACCEPT_RETRY seconds
+    with one line on stderr per episode, as trio does: the waiting peers stay in
+    the kernel's queue until others leave."""
+    hub = _Hub(options, stdout)
+    listener.setblocking(False)
+    poller = select.poll()
+    poller.register(listener, select.POLLIN)
+    poller.register(hub.wake_read, select.POLLIN)
+    pause = select.poll()
+    pause.register(hub.wake_read, select.POLLIN)
+    threading.Thread(
+        target=hub.read_stdin, args=(stdin,), name="wirekit-stdin", daemon=True
+    ).start()
+    starved = False
+    try:
+        while True:
+            poller.poll()
+            if hub.failure is not None:
+                raise hub.failure
+            try:
+                sock, where = listener.accept()
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                if exc.errno in _ACCEPT_STARVED:
+                    if not starved:
+                        starved = True
+                        print(
+                            f"wirekit: cannot accept a connection: {exc.strerror}; "
+                            f"retrying every {ACCEPT_RETRY:g} s",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                    pause.poll(int(ACCEPT_RETRY * 1000))
+                    continue
+                if exc.errno in _ACCEPT_SKIP:
+                    continue
+                raise PeerError(f"cannot accept connections: {exc.strerror or exc}") from None
+            starved = False
+            sock.setblocking(True)
+            hub.admit(sock, where)
+    finally:
+        hub.close()
 
 
-def _listen_udp(
-    sock: socket.socket, bound: Address, options: NetcatOptions, stdin: int, stdout: int
-) -> None:
+def _listen_udp(sock: socket.socket, options: NetcatOptions, stdin: int, stdout: int) -> None:
     if options.timeout:
         sock.settimeout(options.timeout)
     try:
@@ -753,25 +991,44 @@ def _listen_udp(
     except TimeoutError:
         raise PeerError(f"no datagram within {options.timeout:g} s") from None
     sock.settimeout(None)
+    _say(options, f"datagram from {_hostport(peer)}")
     if not options.keep_open:
         sock.connect(peer)  # like nc -u -l: talk to the first peer only
         run_udp(
             sock,
-            bound,
+            _hostport(peer),
             NetcatOptions(timeout=options.timeout, udp_linger=float("inf")),
             stdin,
             stdout,
             first=data,
+            gone="port unreachable (the peer has gone)",
         )
         return
     _write_all(stdout, memoryview(data))
-    last = [peer]
-
-    def replies() -> None:
-        while chunk := os.read(stdin, UDP_CHUNK):
-            sock.sendto(chunk, last[0])
-
-    threading.Thread(target=replies, daemon=True).start()
+    last = peer  # replies go to the latest peer
+    stdin_open = True
     while True:
-        data, last[0] = sock.recvfrom(UDP_CHUNK)
-        _write_all(stdout, memoryview(data))
+        readers: list[Any] = [sock, stdin] if stdin_open else [sock]
+        ready, _, _ = select.select(readers, [], [])
+        if sock in ready:
+            try:
+                data, sender = sock.recvfrom(UDP_CHUNK)
+            except OSError:  # an error queued for an earlier peer: not this one's
+                continue
+            if sender != last:
+                _say(options, f"datagram from {_hostport(sender)}")
+            last = sender
+            _write_all(stdout, memoryview(data))
+        if stdin in ready:
+            chunk = _read_stdin(stdin, UDP_CHUNK)
+            if not chunk:
+                stdin_open = False
+                continue
+            try:
+                sock.sendto(chunk, last)
+            except OSError as exc:  # the datagram is lost; the next peers may be reachable
+                print(
+                    f"wirekit: cannot send to {_hostport(last)}: {exc.strerror or exc}",
+                    file=sys.stderr,
+                    flush=True,
+                )

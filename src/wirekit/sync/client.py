@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ..addr import Address, parse_address
-from ..errors import ConnectionClosed, ErrorCode
+from ..errors import AddressError, ConnectionClosed, ErrorCode
 from ..limits import DEFAULT_LIMITS, Limits
 from ..neterrors import connect_error
 from ..proto import (
@@ -40,10 +40,17 @@ _DIRECT_WRITE = 16 * 1024
 class Connection:
     """A blocking framed connection: ``send``, ``recv``, ``close``, iteration."""
 
-    def __init__(self, sock: socket.socket, proto: FrameConnection, timeout: float | None) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        proto: FrameConnection,
+        timeout: float | None,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
         self._sock = sock
         self.proto = proto
         self.timeout = timeout
+        self.limits = limits
         self._inbox: deque[Any] = deque()
         self._exc: BaseException | None = None
         self._pong = False
@@ -132,7 +139,8 @@ class Connection:
     def recv(self, timeout: float | None = -1.0) -> Any:
         """Return the next payload (bytes) or Message; raise ConnectionClosed at the end.
 
-        ``timeout`` overrides the connection's timeout for this call (None waits forever).
+        ``timeout`` overrides the connection's timeout for this call (None waits
+        forever, 0 only takes what has already arrived).
         """
         inbox = self._inbox
         while not inbox:
@@ -164,7 +172,9 @@ class Connection:
             sock.settimeout(timeout)
         try:
             n = sock.recv_into(self.proto.get_buffer())
-        except TimeoutError:
+        except (TimeoutError, BlockingIOError, ssl_module.SSLWantReadError):
+            # A zero timeout makes the socket non-blocking: a poll that found
+            # nothing, which leaves the connection as usable as a timeout does.
             wait = self.timeout if timeout == -1.0 else timeout
             raise TimeoutError(f"no data from the peer within {wait:g} s") from None
         except OSError as exc:
@@ -229,14 +239,15 @@ class Connection:
             self._read(timeout)
 
     def close(self, code: int = ErrorCode.NORMAL, reason: str = "") -> None:
-        """Send CLOSE, wait briefly for the peer's CLOSE, close the socket."""
+        """Send CLOSE, wait up to ``limits.shutdown_grace`` for the peer's CLOSE,
+        close the socket."""
         if self._sock.fileno() < 0:
             return
         try:
             if self.proto.state is State.OPEN:
                 self.proto.send_close(code, reason)
                 self._flush()
-                deadline = time.monotonic() + 2.0
+                deadline = time.monotonic() + self.limits.shutdown_grace
                 while self._closing() and time.monotonic() < deadline:
                     self._read(max(0.01, deadline - time.monotonic()))
         except (OSError, ConnectionClosed, TimeoutError):
@@ -274,7 +285,7 @@ def connect(
     opening = timeout if timeout is not None else connect_timeout
     address = addr if isinstance(addr, Address) else parse_address(addr)
     if address.scheme == "udp":
-        raise ConnectionClosed(ErrorCode.PROTOCOL_ERROR, "framed connections need tcp, tls or unix")
+        raise AddressError(f"framed connections need tcp, tls or unix, not udp: {address}")
     try:
         if address.is_unix:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -295,7 +306,7 @@ def connect(
     proto = FrameConnection(
         Role.CLIENT, max_frame_size=limits.max_frame_size, codec=MessageCodec(message_types)
     )
-    conn = Connection(sock, proto, timeout)
+    conn = Connection(sock, proto, timeout, limits)
     try:
         conn._flush()
         conn.wait_handshake(opening)
