@@ -204,7 +204,7 @@ def test_accept_backlog_is_small_on_the_stdlib_loop(
 ) -> None:
     """The stdlib loop calls accept() up to `backlog` times per wakeup and logs a
     traceback for each EMFILE: 100 there; uvloop handles EMFILE and gets 4096."""
-    from wirekit.aio.raw import accept_backlog
+    from wirekit.aio.listening import accept_backlog
 
     ss = tool("ss")
     path = tmp_path / "e.sock"

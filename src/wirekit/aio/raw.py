@@ -23,7 +23,7 @@ from ..neterrors import bind_error, printable
 from ..unixsock import prepare_unix_path, unlink_socket
 from .listening import Admission, accept_backlog, peer_ip
 
-__all__ = ["RawServer", "RawStream", "accept_backlog"]  # accept_backlog: re-exported
+__all__ = ["RawServer", "RawStream"]
 
 log = logging.getLogger("wirekit.server")
 
