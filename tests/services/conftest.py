@@ -142,14 +142,19 @@ def poll() -> Callable[..., Any]:
     return wait_until
 
 
-def recv_until(sock: socket.socket, done: Callable[[bytes], bool], timeout: float = WAIT) -> bytes:
+def recv_until(
+    sock: socket.socket,
+    done: Callable[[bytes], bool],
+    timeout: float = WAIT,
+    what: str = "timed out after {timeout} s",
+) -> bytes:
     """Read from ``sock`` until ``done(data)`` or EOF; fail on timeout."""
     data = b""
     deadline = time.monotonic() + timeout
     while not done(data):
         left = deadline - time.monotonic()
         if left <= 0:
-            raise AssertionError(f"timed out after {timeout} s; got {data[:200]!r}")
+            raise AssertionError(f"{what.format(timeout=timeout)}; got {data[:200]!r}")
         sock.settimeout(left)
         try:
             chunk = sock.recv(65536)
@@ -163,20 +168,7 @@ def recv_until(sock: socket.socket, done: Callable[[bytes], bool], timeout: floa
 
 def recv_all(sock: socket.socket, timeout: float = WAIT) -> bytes:
     """Read from ``sock`` until the peer closes."""
-    data = b""
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError(f"peer did not close within {timeout} s; got {data[:200]!r}")
-        sock.settimeout(left)
-        try:
-            chunk = sock.recv(65536)
-        except TimeoutError:
-            continue
-        if not chunk:
-            return data
-        data += chunk
+    return recv_until(sock, lambda _data: False, timeout, "peer did not close within {timeout} s")
 
 
 @pytest.fixture
