@@ -175,7 +175,7 @@ def test_a_bad_limit_is_a_usage_error_not_a_traceback() -> None:
     assert done.returncode == EXIT_USAGE
     assert "Traceback" not in done.stderr
     assert done.stderr.splitlines()[-1] == (
-        "wirekit serve: error: argument --max-connections: must be at least 1, got 0"
+        "wirekit serve echo: error: argument --max-connections: must be at least 1, got 0"
     )
 
 

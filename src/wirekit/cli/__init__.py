@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from .. import __version__
 from ..errors import AddressError, ListenError, WirekitError
@@ -40,16 +41,39 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     serve.add_parser(commands)
     netcat.add_parsers(commands)
+    _add_optional_commands(commands)
+    _add_debug(commands)
+    return parser
+
+
+def _add_optional_commands(commands: Any) -> None:
+    import importlib
+    import importlib.util
+
+    for name, register in (
+        ("exec", "add_parsers"),
+        ("keygen", "add_parser"),
+        ("chat", "add_parser"),
+    ):
+        if importlib.util.find_spec(f"wirekit.cli.{name}") is not None:
+            getattr(importlib.import_module(f"wirekit.cli.{name}"), register)(commands)
+
+
+def _add_debug(commands: Any) -> None:
+    """``--debug`` after the command too (wirekit connect ADDR --debug), and after
+    a service's name (wirekit serve chat --debug)."""
     for subparser in commands.choices.values():
-        # After the command too (wirekit connect ADDR --debug). SUPPRESS: when
-        # absent there, the value from before the command (or the environment) stays.
+        # SUPPRESS: when absent there, the value from before the command (or
+        # the environment) stays.
         subparser.add_argument(
             "--debug",
             action="store_true",
             default=argparse.SUPPRESS,
             help="show tracebacks and debug logs",
         )
-    return parser
+        for action in subparser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _add_debug(action)
 
 
 def _env_flag(name: str) -> bool:

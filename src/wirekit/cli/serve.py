@@ -21,48 +21,92 @@ def add_parser(commands: Any) -> None:
         help=f"run a service ({names}), or all of them",
         description="Run SERVICE, or with no SERVICE every service on 127.0.0.1 with its "
         "default port, and print a table of endpoints with a command to try each. "
-        + " ".join(f"{s.name} ({s.default_port}): {s.summary}." for s in SERVICES.values()),
+        + " ".join(f"{s.name} ({s.default_port}): {s.summary}." for s in SERVICES.values())
+        + " `wirekit serve SERVICE --help` lists a service's own options.",
     )
-    parser.add_argument(
-        "service", nargs="?", choices=sorted(SERVICES), metavar="SERVICE", help=f"one of: {names}"
-    )
+    _classic_arguments(parser, suppress=False)
+    parser.set_defaults(run=run, service=None)
+    services = parser.add_subparsers(dest="service", metavar="SERVICE", title="services")
+    for spec in SERVICES.values():
+        sub = services.add_parser(
+            spec.name,
+            help=f"{spec.summary} (port {spec.default_port})",
+            description=f"{spec.summary}. Default: tcp and udp on 127.0.0.1:{spec.default_port}.",
+        )
+        # SUPPRESS: an option given before the service name (wirekit serve
+        # --listen :0 echo) is not overwritten by the subcommand's default.
+        _classic_arguments(sub, suppress=True)
+    for name, port, summary, module in _own_services():
+        sub = services.add_parser(name, help=f"{summary} (port {port})", description=f"{summary}.")
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.run)
+
+
+def _own_services() -> list[tuple[str, int, str, Any]]:
+    """The services with command lines of their own: (name, port, summary, module
+    with ``add_arguments(parser)`` and ``run(args) -> int``)."""
+    import importlib.util
+
+    found = []
+    for name, port, summary in (
+        ("chat", 6667, "multi-user chat for nc, telnet and IRC clients"),
+        ("exec", 7022, "authenticated remote command execution (wirekit exec, wirekit shell)"),
+    ):
+        if importlib.util.find_spec(f"wirekit.cli.serve_{name}") is not None:
+            module = importlib.import_module(f"wirekit.cli.serve_{name}")
+            found.append((name, port, summary, module))
+    return found
+
+
+def _classic_arguments(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    def default(value: Any) -> Any:
+        return argparse.SUPPRESS if suppress else value
+
     parser.add_argument(
         "-l",
         "--listen",
         action="append",
         metavar="ADDR",
-        default=[],
+        default=default([]),
         help="address to listen on; repeat for several (e.g. --listen :7007 --listen "
         "udp://:7007 --listen unix:/tmp/echo.sock); default tcp and udp on 127.0.0.1 "
         "and the service's port",
     )
     parser.add_argument(
-        "--host", default="127.0.0.1", help="host for the default addresses (default 127.0.0.1)"
+        "--host",
+        default=default("127.0.0.1"),
+        help="host for the default addresses (default 127.0.0.1)",
     )
-    parser.add_argument("--upper", action="store_true", help="echo: reply upper-cased")
     parser.add_argument(
-        "--stamp", action="store_true", help="echo: prefix each line with [<ctime>]"
+        "--upper", action="store_true", default=default(False), help="echo: reply upper-cased"
+    )
+    parser.add_argument(
+        "--stamp",
+        action="store_true",
+        default=default(False),
+        help="echo: prefix each line with [<ctime>]",
     )
     parser.add_argument(
         "--max-connections",
         type=positive_int,
-        default=DEFAULT_LIMITS.max_connections,
+        default=default(DEFAULT_LIMITS.max_connections),
         metavar="N",
-        help="connections held at once (default %(default)s)",
+        help=f"connections held at once (default {DEFAULT_LIMITS.max_connections})",
     )
     parser.add_argument(
         "--max-per-ip",
         type=positive_int,
         metavar="N",
-        default=DEFAULT_LIMITS.max_connections_per_ip,
-        help="connections per client address (default %(default)s)",
+        default=default(DEFAULT_LIMITS.max_connections_per_ip),
+        help=f"connections per client address (default {DEFAULT_LIMITS.max_connections_per_ip})",
     )
     parser.add_argument(
         "--idle-timeout",
         type=non_negative_seconds,
         metavar="SECS",
-        default=DEFAULT_LIMITS.idle_timeout,
-        help="close connections silent this long, 0 = never (default %(default)s)",
+        default=default(DEFAULT_LIMITS.idle_timeout),
+        help="close connections silent this long, 0 = never "
+        f"(default {DEFAULT_LIMITS.idle_timeout:g})",
     )
     parser.add_argument(
         "-v",
@@ -70,10 +114,9 @@ def add_parser(commands: Any) -> None:
         action="store_const",
         dest="log_level",
         const=logging.INFO,
-        default=logging.WARNING,
+        default=default(logging.WARNING),
         help="log connections refused or closed for a limit",
     )
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
