@@ -57,22 +57,30 @@ def test_keys_options_comments_and_skipped_types() -> None:
         ]
     )
     result = parse_authorized_keys(text)
-    assert [k.line for k in result.keys] == [3, 5, 7]
-    first, second, third = result.keys
+    assert [k.line for k in result.keys] == [3]
+    (first,) = result.keys
     assert first.public_key.public_bytes_raw() == LAPTOP.public_bytes_raw()
     assert first.comment == "dev@laptop  with  spaces"
-    assert first.options == ()
-    assert second.options == ('from="10.0.0.1,10.0.0.2"', 'command="echo a b"')
-    assert second.comment == "backup"
-    assert third.options == ("restrict", "pty")
-    assert third.comment == ""
-    assert third.fingerprint == fingerprint(RUNNER)
+    assert first.fingerprint == fingerprint(LAPTOP)
+    assert result.find(BACKUP) is None and result.find(RUNNER) is None
     assert result.skipped == {
         "ssh-rsa": 2,
         "ecdsa-sha2-nistp256": 1,
         "sk-ssh-ed25519@openssh.com": 1,
     }
-    assert result.warnings == ()
+    # keys with options are refused, each with a warning naming its line
+    assert len(result.warnings) == 2
+    assert result.warnings[0].startswith("authorized_keys line 5: key with options (command, from)")
+    assert result.warnings[1].startswith("authorized_keys line 7: key with options (pty, restrict)")
+    assert all("refused" in w and "\n" not in w for w in result.warnings)
+
+
+def test_same_key_without_options_on_its_own_line_is_accepted() -> None:
+    line = public_key_line(RUNNER, "ci")
+    result = parse_authorized_keys(f'command="backup" {line}\n{line}\n')
+    assert [k.line for k in result.keys] == [2]
+    assert result.find(RUNNER) is not None
+    assert len(result.warnings) == 1
 
 
 def test_find() -> None:
@@ -142,10 +150,9 @@ def test_ssh_keygen_pub_lines_accepted(work: Path, ssh_keygen: SshKeygen) -> Non
     ssh_keygen("-q", "-t", "ecdsa", "-N", "", "-f", str(work / "c"))
     ours = generate_keypair(work / "d", comment="d@wirekit")
     text = "".join((work / f"{n}.pub").read_text() for n in "abcd")
-    result = parse_authorized_keys(f'no-pty,from="127.0.0.1" {text}')
+    result = parse_authorized_keys(text)
     assert [k.fingerprint for k in result.keys] == [*keys, fingerprint(ours.public_key())]
     assert [k.comment for k in result.keys] == ["a@host", "b@host", "d@wirekit"]
-    assert result.keys[0].options == ("no-pty", 'from="127.0.0.1"')
     assert result.skipped == {"ecdsa-sha2-nistp256": 1}
     # and ssh-keygen agrees the wirekit .pub line is a valid public key
     assert ssh_keygen("-lf", str(work / "d.pub")).split()[1] == fingerprint(ours.public_key())

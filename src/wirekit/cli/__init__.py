@@ -53,6 +53,7 @@ def _add_optional_commands(commands: Any) -> None:
     for name, register in (
         ("exec", "add_parsers"),
         ("keygen", "add_parser"),
+        ("keygen", "add_known_hosts_parser"),
         ("chat", "add_parser"),
     ):
         if importlib.util.find_spec(f"wirekit.cli.{name}") is not None:

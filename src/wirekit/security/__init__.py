@@ -8,7 +8,10 @@ Primitives only; the exec protocol decides when each one is used:
   signatures;
 - :mod:`.authorized_keys`: the keys a server accepts, from sshd's own file;
 - :mod:`.token`: the shared-token file and its HMAC proofs;
-- :mod:`.known_hosts`: TLS certificate pins, trust on first use.
+- :mod:`.known_hosts`: TLS certificate pins, trust on first use;
+- :mod:`.tlscert`: the server's certificate (``--tls auto`` or given files);
+- :mod:`.credentials`: the above as the authentication handshake uses them
+  (docs/protocol.md §9); imported on its own, not re-exported here.
 
 Importing this package needs the ``cryptography`` package.
 """

@@ -7,9 +7,11 @@ keep working for ssh. A line that is not a key at all is skipped too, and
 reported with its line number in :attr:`AuthorizedKeys.warnings`, so one
 typo does not lock everybody out and is still visible in the server log.
 
-Leading options (``from="..."``, ``command="..."``, ``restrict``) are parsed
-and kept in :attr:`AuthorizedKey.options`, but wirekit does not enforce them
-yet; a key with ``cert-authority`` is a CA, not a user key, and is skipped.
+A key line with leading options (``from="..."``, ``command="..."``,
+``restrict``, ...) is refused: skipped with a warning naming the line.
+wirekit cannot honour those options, and a key that sshd restricts to one
+command must not get full remote exec through wirekit (docs/security.md,
+"Keys"). Give wirekit its own line for the key, without options.
 """
 
 from __future__ import annotations
@@ -43,7 +45,6 @@ class AuthorizedKey:
 
     public_key: Ed25519PublicKey
     comment: str
-    options: tuple[str, ...]
     line: int
 
     @property
@@ -127,6 +128,13 @@ def _parse_line(line: str, number: int) -> AuthorizedKey | str:
         raise ValueError("ssh-ed25519 without key data")
     if any(opt.split("=", 1)[0].lower() == "cert-authority" for opt in options):
         raise ValueError("cert-authority keys are not supported")
+    if options:
+        names = ", ".join(sorted({opt.split("=", 1)[0].lower() for opt in options}))
+        raise ValueError(
+            f"key with options ({names}) refused: wirekit cannot enforce sshd options, "
+            "so a restricted key would get full access; add the key on a line of its own "
+            "without options"
+        )
     try:
         key = serialization.load_ssh_public_key(f"ssh-ed25519 {fields[1]}".encode("ascii"))
     except (ValueError, UnicodeEncodeError):
@@ -134,7 +142,7 @@ def _parse_line(line: str, number: int) -> AuthorizedKey | str:
     if not isinstance(key, Ed25519PublicKey):  # pragma: no cover - the type was checked above
         raise ValueError("key data is not ssh-ed25519")
     comment = fields[2] if len(fields) > 2 else ""
-    return AuthorizedKey(key, comment, options, number)
+    return AuthorizedKey(key, comment, number)
 
 
 def _split_options(line: str) -> tuple[str, str]:

@@ -56,23 +56,32 @@ class HostStatus(StrEnum):
 class ChangedFingerprint(AuthenticationFailed):
     """A server showed a certificate other than the pinned one."""
 
-    def __init__(self, hostport: str, old: str, new: str, path: Path) -> None:
+    def __init__(
+        self, hostport: str, old: str, new: str, path: Path, line: int | None = None
+    ) -> None:
         self.hostport = hostport
         self.old = old
         self.new = new
         self.path = path
+        self.line = line
+        where = f"delete line {line} of" if line else "edit"
+        store = (
+            ""
+            if path == default_known_hosts_path(create=False)
+            else (f" --known-hosts {shlex.quote(str(path))}")
+        )
         super().__init__(
             f"the TLS certificate of {hostport} has changed: pinned {old}, now {new}; "
             "someone may be intercepting the connection, or the server made a new "
             "certificate. If you trust the new one, run "
-            f"`wirekit known-hosts --forget {shlex.quote(hostport)}` "
-            f"or edit {shlex.quote(str(path))}"
+            f"`wirekit known-hosts --forget {shlex.quote(hostport)}{store}` "
+            f"or {where} {shlex.quote(str(path))}"
         )
 
 
-def default_known_hosts_path() -> Path:
-    """``<config dir>/known_hosts``."""
-    return config_dir() / "known_hosts"
+def default_known_hosts_path(*, create: bool = True) -> Path:
+    """``<config dir>/known_hosts`` (``create``: make the config dir if missing)."""
+    return config_dir(create=create) / "known_hosts"
 
 
 def cert_fingerprint(der: bytes) -> str:
@@ -145,7 +154,8 @@ class KnownHosts:
             self.remember(hostport, fingerprint)
         elif status is HostStatus.CHANGED:
             old = self.lookup(hostport) or ""
-            raise ChangedFingerprint(normalize_hostport(hostport), old, fingerprint, self.path)
+            host = normalize_hostport(hostport)
+            raise ChangedFingerprint(host, old, fingerprint, self.path, self.line_of(host))
         return status
 
     def remember(self, hostport: str, fingerprint: str, *, replace: bool = False) -> None:
@@ -165,7 +175,7 @@ class KnownHosts:
             if fingerprint in pins and (not replace or pins == [fingerprint]):
                 return
             if pins and not replace:
-                raise ChangedFingerprint(host, pins[0], fingerprint, self.path)
+                raise ChangedFingerprint(host, pins[0], fingerprint, self.path, found[0] + 1)
             new = f"{host} {fingerprint}"
             if found:
                 lines[found[0]] = new
@@ -186,6 +196,14 @@ class KnownHosts:
                 return False
             self._write(kept)
             return True
+
+    def line_of(self, hostport: str) -> int | None:
+        """The line number (from 1) of the first pin for ``hostport``, or None."""
+        host = normalize_hostport(hostport)
+        for number, line in enumerate(self._lines(), start=1):
+            if _entry(line)[0] == host:
+                return number
+        return None
 
     def _pins(self, host: str) -> list[str]:
         return [fp for line in self._lines() for name, fp in [_entry(line)] if name == host]
