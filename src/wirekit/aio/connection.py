@@ -376,13 +376,25 @@ class Connection(asyncio.BufferedProtocol):
 
     # -- sending ---------------------------------------------------------------
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes, channel: int = 0) -> None:
         """Queue one DATA frame without waiting; call :meth:`drain` in loops."""
         if len(data) >= _DIRECT_WRITE:
-            self._queue_direct(data)
+            self._queue_direct(data, channel)
         else:
-            self.proto.send_data(data)
+            self.proto.send_data(data, channel)
         self._schedule_flush()
+
+    def write_window(self, channel: int, increment: int) -> None:
+        """Grant the peer ``increment`` more bytes of DATA on ``channel`` (a WINDOW
+        frame, protocol.md §4); it leaves this loop turn."""
+        self.proto.send_window(channel, increment)
+        self._schedule_flush()
+
+    @property
+    def write_paused(self) -> bool:
+        """True while the transport holds more than ``write_high_water`` bytes:
+        producers should stop until :meth:`drain` returns."""
+        return self._write_paused
 
     def write_many(self, payloads: Iterable[bytes]) -> None:
         """Queue one DATA frame per payload: the fast path for many messages.
@@ -402,7 +414,7 @@ class Connection(asyncio.BufferedProtocol):
         """Bytes written but not yet handed to the transport."""
         return len(self.proto._out) + self._pending_size
 
-    def _queue_direct(self, data: bytes) -> None:
+    def _queue_direct(self, data: bytes, channel: int = 0) -> None:
         """Queue a frame whose payload is passed to the transport uncopied."""
         proto = self.proto
         pending = self._pending
@@ -410,7 +422,7 @@ class Connection(asyncio.BufferedProtocol):
             pending = self._pending = []
         if proto._out:
             pending.append(proto.data_to_send())  # keep the order of frames
-        pending.append(proto.data_head(len(data)))
+        pending.append(proto.data_head(len(data), channel))
         pending.append(data)
         self._pending_size += len(data)
 

@@ -58,15 +58,20 @@ class Connection:
 
     # -- sending ---------------------------------------------------------------
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes, channel: int = 0) -> None:
         """Send one DATA frame."""
         proto = self.proto
         if len(data) >= _DIRECT_WRITE:
             self._flush()
-            head = proto.data_head(len(data))
+            head = proto.data_head(len(data), channel)
             self._sendall_parts(head, data)
             return
-        proto.send_data(data)
+        proto.send_data(data, channel)
+        self._flush()
+
+    def send_window(self, channel: int, increment: int) -> None:
+        """Grant the peer ``increment`` more bytes of DATA on ``channel``."""
+        self.proto.send_window(channel, increment)
         self._flush()
 
     def send_many(self, payloads: Iterable[bytes]) -> None:
