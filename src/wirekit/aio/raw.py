@@ -49,7 +49,7 @@ class RawStream(asyncio.Protocol):
         refusal = self.server.admission.admit(peer_ip(self.peer))
         if refusal is not None:
             log.warning("refused %s: %s", printable(self.peer), refusal)
-            self.transport.write(f"wirekit: {refusal}; closing\r\n".encode())
+            self.transport.write(self.refusal_line(refusal))
             self.transport.close()
             return
         self.admitted = True
@@ -81,6 +81,10 @@ class RawStream(asyncio.Protocol):
         self.transport.resume_reading()
 
     # -- for subclasses ------------------------------------------------------
+
+    def refusal_line(self, reason: str) -> bytes:
+        """The one line a connection refused for a limit gets before the close."""
+        return f"wirekit: {reason}; closing\r\n".encode()
 
     def on_open(self) -> None:
         """The connection was admitted."""
