@@ -117,7 +117,7 @@ def wirekit() -> Iterator[Callable[..., Wirekit]]:
 
 
 #: One row of the ``wirekit serve`` table: service, endpoint, command to try it.
-ROW = r"^(echo|daytime|time) +(\S+) +(.+)$"
+ROW = r"^(echo|daytime|time|chat|exec) +(\S+) +(.+)$"
 
 
 def table_rows(stdout: str) -> list[tuple[str, str, str]]:
@@ -129,9 +129,10 @@ def served(wirekit: Callable[..., Wirekit]) -> Callable[..., tuple[Wirekit, list
     """``served(args, rows)``: start ``wirekit serve ARGS`` and wait for a table of
     ``rows`` endpoints; returns the process and the rows."""
 
-    def start(args: list[str], rows: int) -> tuple[Wirekit, list[Any]]:
-        proc = wirekit(["serve", *args])
-        pattern = r"^SERVICE +ENDPOINT +TRY\n" + r"(?:(?:echo|daytime|time) .+\n)" + f"{{{rows}}}"
+    def start(args: list[str], rows: int, **popen: Any) -> tuple[Wirekit, list[Any]]:
+        proc = wirekit(["serve", *args], **popen)
+        pattern = r"^SERVICE +ENDPOINT +TRY\n" + r"(?:(?:echo|daytime|time|chat|exec) .+\n)"
+        pattern += f"{{{rows}}}"
         proc.expect(pattern)
         return proc, table_rows(proc.stdout)
 

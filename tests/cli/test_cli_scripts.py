@@ -43,5 +43,15 @@ def test_the_tools_the_tests_drive_are_installed_by_scripts_test() -> None:
     match = re.search(r"DEB_PACKAGES=\(([^)]*)\)", text)
     assert match
     packages = match.group(1).split()
-    for package in ("netcat-openbsd", "socat", "rdate", "telnet", "ncat", "iproute2"):
+    for package in (
+        "netcat-openbsd",
+        "socat",
+        "rdate",
+        "telnet",
+        "ncat",
+        "iproute2",
+        "tmux",
+        "irssi",
+        "openssh-client",
+    ):
         assert package in packages

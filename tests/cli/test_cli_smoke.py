@@ -24,6 +24,8 @@ import wirekit
 from wirekit.addr import parse_address
 
 DEFAULT_PORTS = {"echo": 7007, "daytime": 7013, "time": 7037}
+#: Served by ``wirekit serve`` on tcp only.
+STREAM_PORTS = {"chat": 6667, "exec": 7022}
 DAYTIME = r"\w+, \w+ \d\d, \d{4} \d\d:\d\d:\d\d-\S*\r\n"
 
 
@@ -70,12 +72,15 @@ def _rdate_time(output: str) -> float:
     return time.mktime(time.strptime(f"{month} {int(day)} {clock} {year}", "%b %d %H:%M:%S %Y"))
 
 
-def test_serve_everything_on_default_ports(served: Callable[..., Any]) -> None:
-    busy = "a default port (7007, 7013, 7037; tcp or udp) is busy on 127.0.0.1"
-    if not _ports_free(list(DEFAULT_PORTS.values())):
+def test_serve_everything_on_default_ports(served: Callable[..., Any], tmp_path: Path) -> None:
+    busy = "a default port (6667, 7007, 7013, 7022, 7037) is busy on 127.0.0.1"
+    if not _ports_free([*DEFAULT_PORTS.values(), *STREAM_PORTS.values()]):
         pytest.skip(busy)
+    # exec makes its token in the config dir: a private one, found by the
+    # client below through the same environment.
+    env = dict(os.environ, HOME=str(tmp_path), WIREKIT_CONFIG_DIR=str(tmp_path / "config"))
     try:
-        proc, rows = served([], rows=6)
+        proc, rows = served([], rows=8, env=env)
     except AssertionError as exc:
         if "already in use" in str(exc):  # taken since the check
             pytest.skip(busy)
@@ -86,12 +91,14 @@ def test_serve_everything_on_default_ports(served: Callable[..., Any]) -> None:
         (name, f"{scheme}://127.0.0.1:{port}")
         for name, port in DEFAULT_PORTS.items()
         for scheme in ("tcp", "udp")
-    ]
+    ] + [(name, f"tcp://127.0.0.1:{port}") for name, port in STREAM_PORTS.items()]
     assert [(name, endpoint) for name, endpoint, _ in rows] == expected
+    assert f"token in {tmp_path / 'config' / 'exec.token'}" in proc.stdout
 
     # Each row's command is ready to paste (into a shell): run them all, at once.
-    # daytime and time answer without input.
-    inputs = {"echo": b"paste me\n", "daytime": b"", "time": b""}
+    # daytime and time answer without input; the chat client sends a line and
+    # leaves at the end of its input.
+    inputs = {"echo": b"paste me\n", "daytime": b"", "time": b"", "chat": b"hi all\n", "exec": b""}
     runs = []
     for name, endpoint, hint in rows:
         argv = shlex.split(hint)
@@ -108,6 +115,7 @@ def test_serve_everything_on_default_ports(served: Callable[..., Any]) -> None:
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
+                    env=env,
                 ),
             )
         )
@@ -118,6 +126,8 @@ def test_serve_everything_on_default_ports(served: Callable[..., Any]) -> None:
     assert rows[1][2] == "wirekit connect udp://127.0.0.1:7007"
     assert rows[2][2] == "wirekit connect 127.0.0.1:7013"
     assert rows[3][2] == "echo | wirekit connect udp://127.0.0.1:7013"
+    assert rows[6][2] == "wirekit chat 127.0.0.1:6667"
+    assert rows[7][2] == "wirekit exec 127.0.0.1:7022 -- uname -a"
     for name, endpoint, argv, run in runs:
         out, err = run.communicate(inputs[name], timeout=10)
         assert run.returncode == 0, (argv, err)
@@ -125,8 +135,12 @@ def test_serve_everything_on_default_ports(served: Callable[..., Any]) -> None:
             assert out == b"paste me\n", endpoint
         elif name == "daytime":
             assert re.fullmatch(DAYTIME, out.decode()), (endpoint, out)
-        else:
+        elif name == "time":
             assert abs(_rdate_time(out.decode()) - time.time()) < 5, (endpoint, out)
+        elif name == "exec":
+            assert out == subprocess.run(["uname", "-a"], capture_output=True).stdout
+        else:
+            assert b"#lobby" in out, out
 
     proc.proc.send_signal(signal.SIGINT)
     assert proc.wait() == 0

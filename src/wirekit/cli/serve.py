@@ -134,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
     from ..aio import loop as aio_loop  # asyncio and uvloop load only to serve
     from .serving import serve_plan
 
-    return aio_loop.run(serve_plan(plan, options, limits))
+    everything_on = args.host if args.service is None else None
+    return aio_loop.run(serve_plan(plan, options, limits, everything_on=everything_on))
 
 
 def _plan(args: argparse.Namespace) -> list[tuple[ServiceSpec, list[Address]]]:
