@@ -210,3 +210,19 @@ def test_wirekit_debug_environment(
     assert main(["connect", "nowhere.invalid:1"]) == EXIT_ERROR
     assert ("Traceback" in caplog.text) is on
     _one_line(capsys.readouterr().err)
+
+
+def test_an_error_carrying_peer_text_is_printed_escaped(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A close reason comes from the peer: an ESC in it must not reach the terminal."""
+    import argparse
+
+    from wirekit.cli import _fail
+    from wirekit.errors import ConnectionClosed
+
+    args = argparse.Namespace(debug=False)
+    assert _fail(args, ConnectionClosed(15, "bye\x1b[2J\nforged"), EXIT_ERROR) == EXIT_ERROR
+    line = _one_line(capsys.readouterr().err)
+    assert "\x1b" not in line
+    assert "\\x1b[2J\\nforged" in line

@@ -14,6 +14,7 @@ from typing import Any
 
 from .. import __version__
 from ..errors import AddressError, ListenError, WirekitError
+from ..neterrors import printable
 from . import netcat, serve
 from .arguments import UsageError
 
@@ -112,5 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _fail(args: argparse.Namespace, exc: BaseException, code: int) -> int:
     if args.debug:
         logging.exception("failed")
-    print(f"wirekit: {exc}", file=sys.stderr)
+    # The text may carry a peer's words (a close reason): escaped, so it
+    # cannot drive the terminal.
+    print(f"wirekit: {printable(str(exc))}", file=sys.stderr)
     return code
