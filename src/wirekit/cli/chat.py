@@ -9,8 +9,6 @@ import re
 from typing import Any
 
 from ..addr import parse_address
-from ..proto.irc import valid_channel, valid_nick
-from ..services.chat.client import room_name
 
 __all__ = ["add_parser"]
 
@@ -50,6 +48,9 @@ def add_parser(commands: Any) -> None:
 
 
 def _nick(text: str) -> str:
+    # The IRC rules load only when used (wirekit.proto brings msgspec).
+    from ..proto.irc import valid_nick
+
     if not valid_nick(text):
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a valid nick (a letter first, then letters, digits or "
@@ -59,6 +60,9 @@ def _nick(text: str) -> str:
 
 
 def _room(text: str) -> str:
+    from ..proto.irc import valid_channel
+    from ..services.chat.client import room_name
+
     name = room_name(text)
     if not valid_channel(name):
         raise argparse.ArgumentTypeError(f"{text!r} is not a valid room name")
@@ -67,6 +71,8 @@ def _room(text: str) -> str:
 
 def default_nick() -> str:
     """$WIREKIT_NICK, else the login name made into a nick, else ``guest``."""
+    from ..proto.irc import valid_nick
+
     wanted = os.environ.get("WIREKIT_NICK", "")
     if valid_nick(wanted):
         return wanted
