@@ -523,3 +523,34 @@ def test_arbitrary_lines_never_raise_and_output_stays_clean(
             assert b"\r" not in body and b"\n" not in body and b"\x1b" not in body
             if peer.user.mode is not Mode.PLAIN:
                 parse_line(body)  # every line to an IRC client parses as IRC
+
+
+def test_irc_history_command_replays_the_last_n_then_an_end_notice() -> None:
+    core, _ = make(history=3)
+    a = irc(core, "alice")
+    a.say("JOIN #r")
+    for n in range(4):
+        a.say(f"PRIVMSG #r :m{n}")
+    a.take()
+    a.say("HISTORY #r 2")
+    assert [line.split(" ", 3)[3] for line in a.take()] == [
+        ":[08:00] <alice> m2\r\n",
+        ":[08:00] <alice> m3\r\n",
+        ":-- end of history\r\n",
+    ]
+    # At the number kept (3) and past it (9): the 3 kept, no more.
+    for asked in ("3", "9", ""):
+        a.say(f"HISTORY #r {asked}".strip())
+        assert sum("> m" in line for line in a.take()) == 3
+
+
+def test_irc_history_of_a_room_not_joined_or_unknown_is_an_error() -> None:
+    core, _ = make()
+    a, b = irc(core, "alice"), irc(core, "bob")
+    a.say("JOIN #r")
+    b.say("HISTORY #r")
+    assert b.numerics() == ["442"]
+    b.say("HISTORY #nowhere")
+    assert b.numerics() == ["403"]
+    b.say("HISTORY")
+    assert b.numerics() == ["461"]

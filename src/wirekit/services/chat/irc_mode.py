@@ -220,10 +220,29 @@ def join_reply(core: ChatCore, user: User, room: Room) -> None:
     if room.topic:
         topic_reply(core, user, room)
     names_reply(core, user, room)
-    for entry in room.history:
+    history_reply(core, user, room, len(room.history))
+
+
+def history_reply(core: ChatCore, user: User, room: Room, count: int) -> None:
+    """The room's last ``count`` messages as server NOTICEs (on JOIN, and for
+    HISTORY)."""
+    for entry in list(room.history)[len(room.history) - count :]:
         stamp = time.strftime("%H:%M", time.gmtime(entry.when))
         text = f"* {entry.nick} {entry.text}" if entry.action else f"<{entry.nick}> {entry.text}"
         user.sink.send(core.line(core.name, "NOTICE", room.name, f"[{stamp}] {text}"))
+
+
+def cmd_history(core: ChatCore, user: User, p: tuple[str, ...]) -> None:
+    """``HISTORY #room [N]`` (wirekit's own, what plain mode's /history does):
+    the last N messages (all kept, by default) of a room the user is in, then
+    an end NOTICE so a client knows the answer is complete."""
+    room = core.room(p[0])
+    if user not in room.members:
+        raise ChatError("442", (room.name,), "You're not on that channel", "")
+    kept = len(room.history)
+    count = min(int(p[1]), kept) if len(p) > 1 and p[1].isdigit() else kept
+    history_reply(core, user, room, count)
+    user.sink.send(core.line(core.name, "NOTICE", room.name, "-- end of history"))
 
 
 def topic_reply(core: ChatCore, user: User, room: Room) -> None:
@@ -456,4 +475,5 @@ HANDLERS: dict[str, tuple[Handler, int]] = {
     "ISON": (cmd_ison, 1),
     "VERSION": (cmd_version, 0),
     "TIME": (cmd_time, 0),
+    "HISTORY": (cmd_history, 1),
 }
