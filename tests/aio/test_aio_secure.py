@@ -27,6 +27,7 @@ from wirekit import (
 from wirekit.addr import parse_address
 from wirekit.aio import Connection, connect, serve
 from wirekit.aio.secure import (
+    PREAUTH_READ_HIGH_WATER,
     FailureThrottle,
     Peer,
     ServerAuth,
@@ -609,6 +610,7 @@ def test_security_doc_states_the_real_defaults() -> None:
     assert f"up to {auth.max_failure_delay:g} s" in doc
     assert f"at most {throttle.max_entries} addresses" in doc
     assert f"forgotten after {throttle.forget_after / 60:g} quiet" in doc
+    assert f"until {PREAUTH_READ_HIGH_WATER // 1024} KiB of messages" in doc
     assert "## Remote exec" in doc
 
 
@@ -679,3 +681,149 @@ def test_parallel_attempts_from_a_failing_ip_are_not_evaluated(
         "authentication failed: too many failed attempts from your address; try again later"
     )
     assert elapsed < 0.8  # refused at once, not after the 1 s penalty
+
+
+# -- peer text in the log ------------------------------------------------------
+
+
+class ForeignMessage(Message, frozen=True, tag="x\x1b[2J\nwirekit: exec: forged line"):
+    """A message type the server does not know, whose tag a hostile peer chose."""
+
+    n: int
+
+
+def test_peer_and_key_text_in_the_auth_log_is_escaped(
+    arun: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unauthenticated peer's bytes (echoed by a schema error) and a key
+    comment (in "bad signature for ...") reach the log escaped: no forged
+    lines, no terminal escapes in an operator's log viewer (DESIGN §4)."""
+    key, line = make_key(tmp_path / "id", comment="bob\x1b[31m@host")
+    keys = write_authorized(tmp_path / "authorized_keys", line)
+    auth = ServerAuth(authorized_keys=keys, **FAST)
+
+    async def main() -> None:
+        async with await secure_serve(greet, "127.0.0.1:0", service="exec", auth=auth) as s:
+            conn = await connect(s.address, message_types=[*AUTH_MESSAGES, ForeignMessage])
+            assert isinstance(await conn.recv(), AuthChallenge)
+            await conn.send_message(ForeignMessage(1))
+            await expect_refusal(conn)
+            recorded = await replay_request(key_credential(key))(s.address)
+            conn = await connect(s.address, message_types=AUTH_MESSAGES)
+            await conn.recv()
+            await conn.send_message(recorded)  # a valid key, a signature for another nonce
+            await expect_refusal(conn)
+
+    with caplog.at_level(logging.INFO, logger="wirekit.auth"):
+        arun(main())
+    messages = [r.getMessage() for r in caplog.records if r.name == "wirekit.auth"]
+    schema = [m for m in messages if "failed before authenticating" in m]
+    signature = [m for m in messages if "bad signature for" in m]
+    assert schema and signature
+    assert all(m.isprintable() for m in messages), messages
+    assert "x\\x1b[2J\\nwirekit: exec: forged line" in schema[0]
+    assert "bob\\x1b[31m@host" in signature[0]
+
+
+# -- the throttle's unit of "one address" -----------------------------------------
+
+
+def test_throttle_counts_an_ipv6_slash_64_as_one_address() -> None:
+    """An IPv6 host picks any source address in its /64: counted per address, it
+    would get a fresh, unthrottled attempt from each one, and 4096 of them flush
+    every other entry out of the table. IPv4-mapped addresses are the IPv4 ones."""
+    throttle = FailureThrottle(1.0, 8.0, max_entries=3)
+    throttle.failed("2001:db8:1:2::1", 0.0)
+    assert throttle.reserve("2001:db8:1:2:ffff:1:2:3", 0.0) == 1.0  # same /64: waits its turn
+    assert throttle.reserve("2001:db8:1:3::1", 0.0) == 0.0  # another /64: a clean address
+    throttle.failed("10.0.0.1", 0.0)
+    assert throttle.reserve("::ffff:10.0.0.1", 0.0) == 1.0
+    for i in range(10):  # rotating addresses inside one /64 cannot flush the table
+        throttle.failed(f"2001:db8:1:2::{i + 2:x}", 0.0)
+    assert len(throttle) == 2
+    assert throttle.reserve("10.0.0.1", 0.0) == 2.0  # its entry survived
+    assert throttle.reserve("fe80::1%eth0", 0.0) == 0.0  # zone ids and junk do not raise
+    assert throttle.reserve("unix", 0.0) == 0.0
+
+
+# -- memory before authentication ----------------------------------------------
+
+PREAUTH_SERVER = """
+import asyncio, logging, sys
+from wirekit import Limits
+from wirekit.aio.secure import ServerAuth, secure_serve
+logging.disable(logging.CRITICAL)
+async def service(conn, peer): pass
+async def main():
+    auth = ServerAuth(token=b"ab" * 32, failure_delay=1.0, max_failure_delay=1.0)
+    limits = Limits(handshake_timeout=30.0)
+    server = secure_serve(service, "127.0.0.1:0", service="exec", auth=auth, limits=limits)
+    async with await server as s:
+        print(s.address.port, flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+asyncio.run(main())
+"""
+
+
+def _statm_rss(pid: int) -> int:
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_unauthenticated_connections_hold_little_memory(arun: Any, until: Any) -> None:
+    """Before it has authenticated, a peer is read only until a small pre-auth
+    budget is queued, not up to read_high_water (4 MiB). Here every connection
+    but the first waits its turn behind a failed attempt (the throttle), and
+    would otherwise fill 4 MiB meanwhile, without any credential. The server
+    runs in its own process so that its memory is measured alone."""
+    import subprocess
+    import sys
+
+    from wirekit.proto import FrameConnection, Role
+
+    if not os.path.exists("/proc/self/statm"):
+        pytest.skip("needs /proc")
+    frames = FrameConnection(Role.CLIENT)
+    frames.send_data(b"not a request")
+    opening = frames.data_to_send()  # hello + a first message, refused
+    frames.send_data(os.urandom(256 * 1024))
+    filler = frames.data_to_send()  # sent while the refusal waits
+    count = 12
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PREAUTH_SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+
+        async def flood(sent: list[int]) -> None:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(opening)
+            for _ in range(24):  # 6 MiB, more than read_high_water
+                writer.write(filler)
+                await writer.drain()  # blocks for good once the server stops reading
+                sent[0] += len(filler)
+
+        async def main() -> int:
+            base = _statm_rss(proc.pid)
+            sent = [0]
+            tasks = [asyncio.ensure_future(flood(sent)) for _ in range(count)]
+            samples = [0]
+
+            def settled() -> bool:  # nothing more accepted over the last 0.25 s
+                samples.append(sent[0])
+                return len(samples) > 50 and samples[-50] == sent[0] > 0
+
+            await until(settled, timeout=4.0, what="the flood stalled")
+            grown = _statm_rss(proc.pid) - base
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            return grown
+
+        grown = arun(main())
+    finally:
+        proc.kill()
+        proc.wait()
+    per_connection = grown / count
+    assert per_connection < 1024 * 1024, f"{per_connection / 2**20:.2f} MiB a connection"

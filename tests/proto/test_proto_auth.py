@@ -310,6 +310,17 @@ def test_client_refuses_bad_challenges(challenge: object, error: type, text: str
         client.receive(challenge)
 
 
+def test_method_names_from_the_server_are_escaped_in_the_error() -> None:
+    """A hostile server's method names reach the user's terminal through the
+    error line: control characters must arrive escaped (DESIGN §4)."""
+    client = ClientHandshake("exec", [token_credential()], CLIENT_NONCE)
+    with pytest.raises(AuthenticationFailed) as info:
+        client.receive(AuthChallenge(1, "exec", ["\x1b]0;pwned\x07", "x\ny"], SERVER_NONCE))
+    text = str(info.value)
+    assert text.isprintable()
+    assert "\\x1b]0;pwned\\x07, x\\ny" in text
+
+
 def test_client_refuses_a_proof_with_key_auth() -> None:
     client = ClientHandshake("exec", [key_credential()], CLIENT_NONCE)
     client.receive(AuthChallenge(1, "exec", ["key"], SERVER_NONCE))

@@ -91,6 +91,17 @@ def test_file_verifier_follows_the_file(work: Path) -> None:
     assert FileVerifier(None, "t" * 64).methods == ("token",)
 
 
+def test_principal_escapes_the_key_comment(work: Path) -> None:
+    """The principal names the peer in every log line and reaches the service
+    (Peer.principal): a comment carrying terminal escapes arrives escaped."""
+    key = generate_keypair(work / "bob").public_key()
+    keys = work / "authorized_keys"
+    keys.write_text(public_key_line(key, "bob\x1b[31m\x9b2J") + "\n")
+    principal = FileVerifier(keys, None).find_key(key.public_bytes_raw())
+    assert principal is not None and principal.isprintable()
+    assert principal.endswith(" bob\\x1b[31m\\x9b2J")
+
+
 def test_check_pin(dirs: Dirs) -> None:
     der = b"certificate one"
     with pytest.raises(AuthenticationFailed, match="is not a known host"):

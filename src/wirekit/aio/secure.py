@@ -45,6 +45,7 @@ from .connection import Connection
 from .server import Server
 
 __all__ = [
+    "PREAUTH_READ_HIGH_WATER",
     "FailureThrottle",
     "Peer",
     "SecureServer",
@@ -54,6 +55,10 @@ __all__ = [
 ]
 
 log = logging.getLogger("wirekit.auth")
+
+#: Bytes queued from a peer that has not authenticated before reading pauses
+#: (instead of ``Limits.read_high_water``); see ``SecureServer.preauth_limits``.
+PREAUTH_READ_HIGH_WATER = 64 * 1024
 
 #: A service's handler: called once per authenticated connection.
 SecureHandler = Callable[[Connection, "Peer"], Awaitable[None]]
@@ -127,6 +132,10 @@ class ServerAuth:
 class FailureThrottle:
     """Slows down repeated failures from one IP; memory bounded by ``max_entries``.
 
+    "One IP" is one IPv6 /64 (:meth:`source`): counting each IPv6 address
+    apart would give a host a fresh attempt from every address it can pick,
+    and let it flush the table.
+
     An IP with failures on record gets its attempts evaluated one at a time,
     ``penalty`` seconds apart (:meth:`reserve`), so opening many connections
     at once does not multiply its guesses; the penalty doubles with each
@@ -159,9 +168,23 @@ class FailureThrottle:
             return None
         return record
 
+    @staticmethod
+    def source(ip: str) -> str:
+        """The unit counted as one address: an IPv6 /64 (one site picks any source
+        address in it), an IPv4-mapped address as its IPv4 one, else ``ip``."""
+        try:
+            address = ipaddress.ip_address(ip.split("%", 1)[0])
+        except ValueError:
+            return ip  # "unix", or a name: counted as it is
+        if isinstance(address, ipaddress.IPv6Address):
+            if address.ipv4_mapped is not None:
+                return str(address.ipv4_mapped)
+            return str(ipaddress.IPv6Network((address, 64), strict=False))
+        return ip
+
     def reserve(self, ip: str, now: float, deadline: float = math.inf) -> float | None:
         """Seconds to wait before evaluating an attempt; None if that would pass ``deadline``."""
-        record = self._record(ip, now)
+        record = self._record(self.source(ip), now)
         if record is None:
             return 0.0
         slot = max(now, record[2])
@@ -172,6 +195,7 @@ class FailureThrottle:
 
     def failed(self, ip: str, now: float) -> float:
         """Count a failure; returns the delay before answering it."""
+        ip = self.source(ip)
         record = self._record(ip, now)
         if record is None:
             while len(self._table) >= self.max_entries:
@@ -216,6 +240,12 @@ class SecureServer(Server):
         except CredentialError as exc:
             raise ListenError(f"cannot serve {service}: {exc}") from None
         self.throttle = FailureThrottle(auth.failure_delay, auth.max_failure_delay)
+        #: The limits while a peer is not authenticated yet: it is read only up to a small
+        #: budget (an auth-request is a few hundred bytes), so a connection waiting for its
+        #: turn or its refusal cannot make the server hold read_high_water for nobody.
+        self.preauth_limits = limits.replace(
+            read_high_water=min(limits.read_high_water, PREAUTH_READ_HIGH_WATER)
+        )
         #: SHA-256 of the certificate (channel binding, §9.1); empty without TLS.
         self.channel_binding = hashlib.sha256(certificate).digest() if certificate else b""
 
@@ -224,8 +254,10 @@ class SecureServer(Server):
             await super().start()
 
     async def _authenticated(self, conn: Connection) -> None:
+        conn.limits = self.preauth_limits
         peer = await self._authenticate(conn)
         if peer is not None:
+            conn.limits = self.limits
             await self.secure_handler(conn, peer)
 
     async def _authenticate(self, conn: Connection) -> Peer | None:
@@ -244,7 +276,8 @@ class SecureServer(Server):
             log.info("%s: %s authenticated by %s", self.service, where, who)
             return Peer(conn.ip, decision.method, decision.principal)
         delay = self.throttle.failed(conn.ip, asyncio.get_running_loop().time())
-        log.warning("%s: refused %s: %s", self.service, where, decision.detail)
+        # The detail may carry a key comment; peer-chosen text is escaped at its source too.
+        log.warning("%s: refused %s: %s", self.service, where, printable(decision.detail))
         await asyncio.sleep(delay)  # protocol.md §9.5: a short delay, longer when repeated
         conn.abort(decision.code, decision.reason)
         return None
@@ -270,7 +303,10 @@ class SecureServer(Server):
             return None
         except RemoteProtocolError as exc:
             self.throttle.failed(conn.ip, loop.time())
-            log.warning("%s: %s failed before authenticating: %s", self.service, where, exc)
+            # The decoder's message can quote the peer's bytes (an unknown tag): escape them.
+            log.warning(
+                "%s: %s failed before authenticating: %s", self.service, where, printable(exc)
+            )
             return None
         except ConnectionClosed:
             log.info("%s: %s left before authenticating", self.service, where)

@@ -40,6 +40,7 @@ from typing import Annotated, Protocol
 import msgspec
 
 from ..errors import AuthenticationFailed, ErrorCode, LocalProtocolError, RemoteProtocolError
+from ..neterrors import printable
 from .frames import VERSION
 from .messages import Message
 
@@ -344,10 +345,10 @@ class ClientHandshake:
         credential = next((c for c in self.credentials if c.method in message.methods), None)
         if credential is None:
             have = ", ".join(c.method for c in self.credentials) or "none"
+            # The names are the server's text and end up on the user's terminal (DESIGN §4).
+            offered = printable(", ".join(message.methods)) or "nothing"
             raise AuthenticationFailed(
-                "authentication failed: the server accepts "
-                f"{', '.join(message.methods) or 'nothing'}; "
-                f"this client has: {have}"
+                f"authentication failed: the server accepts {offered}; this client has: {have}"
             )
         self._credential = credential
         self.method = credential.method

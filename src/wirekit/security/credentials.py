@@ -125,7 +125,9 @@ class FileVerifier:
         entry = self._snapshot.index.get(bytes(public_key))
         if entry is None:
             return None
-        comment = f" {entry.comment}" if entry.comment else ""
+        # The principal names the peer in logs and to the service: a comment copied
+        # from someone's .pub file must not carry terminal escapes there.
+        comment = f" {printable(entry.comment)}" if entry.comment else ""
         return f"key {key_fingerprint(public_key)}{comment}"
 
     def verify(self, public_key: bytes, signature: bytes, message: bytes) -> bool:
