@@ -27,6 +27,7 @@ from wirekit import (
 from wirekit.addr import parse_address
 from wirekit.aio import Connection, connect, serve
 from wirekit.aio.secure import (
+    PREAUTH_MAX_FRAME,
     PREAUTH_READ_HIGH_WATER,
     FailureThrottle,
     Peer,
@@ -35,6 +36,7 @@ from wirekit.aio.secure import (
     secure_connect,
     secure_serve,
 )
+from wirekit.limits import DEFAULT_LIMITS
 from wirekit.proto.auth import (
     AUTH_MESSAGES,
     AuthAccept,
@@ -827,3 +829,48 @@ def test_unauthenticated_connections_hold_little_memory(arun: Any, until: Any) -
         proc.wait()
     per_connection = grown / count
     assert per_connection < 1024 * 1024, f"{per_connection / 2**20:.2f} MiB a connection"
+
+
+@pytest.mark.parametrize(
+    ("size", "refused_for"),
+    [
+        (PREAUTH_MAX_FRAME, "authentication required first, got 4096 bytes of data"),
+        (PREAUTH_MAX_FRAME + 1, "frame of 4097 bytes exceeds limit of 4096 bytes"),
+    ],
+)
+def test_frames_before_authentication_are_small(
+    arun: Any, tmp_path: Path, size: int, refused_for: str
+) -> None:
+    """Before login a frame head may announce at most 4 KiB: a peer cannot make
+    the server hold a max_frame_size buffer by sending all but the last byte."""
+    token = make_token(tmp_path / "tok")
+    auth = ServerAuth(token=token.read_text().strip().encode(), **FAST)
+
+    async def main() -> ConnectionClosed:
+        server = await secure_serve(greet, "127.0.0.1:0", service="exec", auth=auth)
+        async with server:
+            conn = await connect(server.address, message_types=AUTH_MESSAGES)
+            assert isinstance(await conn.recv(), AuthChallenge)
+            await conn.send(b"x" * size)
+            return await expect_refusal(conn)
+
+    error = arun(main())
+    assert error.reason == refused_for
+
+
+def test_after_authentication_frames_may_be_max_frame_size(arun: Any, tmp_path: Path) -> None:
+    token = make_token(tmp_path / "tok")
+    auth = ServerAuth(token=token.read_text().strip().encode(), **FAST)
+
+    async def main() -> bytes:
+        server = await secure_serve(greet, "127.0.0.1:0", service="exec", auth=auth)
+        async with server:
+            conn = await secure_connect(server.address, service="exec", token_file=token)
+            await conn.recv()  # the greeting
+            await conn.send(b"y" * DEFAULT_LIMITS.max_frame_size)
+            echoed = await conn.recv()
+            await conn.close()
+            assert isinstance(echoed, bytes)
+            return echoed
+
+    assert arun(main()) == b"y" * DEFAULT_LIMITS.max_frame_size

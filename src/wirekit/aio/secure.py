@@ -45,6 +45,7 @@ from .connection import Connection
 from .server import Server
 
 __all__ = [
+    "PREAUTH_MAX_FRAME",
     "PREAUTH_READ_HIGH_WATER",
     "FailureThrottle",
     "Peer",
@@ -59,6 +60,10 @@ log = logging.getLogger("wirekit.auth")
 #: Bytes queued from a peer that has not authenticated before reading pauses
 #: (instead of ``Limits.read_high_water``); see ``SecureServer.preauth_limits``.
 PREAUTH_READ_HIGH_WATER = 64 * 1024
+#: The largest frame read from a peer that has not authenticated yet: an
+#: auth-request is a few hundred bytes, so a half-sent frame head announcing
+#: max_frame_size cannot make the server hold a 1 MiB buffer for nobody.
+PREAUTH_MAX_FRAME = 4096
 
 #: A service's handler: called once per authenticated connection.
 SecureHandler = Callable[[Connection, "Peer"], Awaitable[None]]
@@ -253,11 +258,19 @@ class SecureServer(Server):
         if self._server is None:  # secure_serve() started it; `async with` must not rebind
             await super().start()
 
-    async def _authenticated(self, conn: Connection) -> None:
+    def _make_connection(self) -> Connection:
+        # Set here, before the first byte is read, not in the handler task: frames
+        # that arrive with the hello are parsed before that task runs.
+        conn = super()._make_connection()
         conn.limits = self.preauth_limits
+        conn.proto.receive_limit = min(PREAUTH_MAX_FRAME, self.limits.max_frame_size)
+        return conn
+
+    async def _authenticated(self, conn: Connection) -> None:
         peer = await self._authenticate(conn)
         if peer is not None:
             conn.limits = self.limits
+            conn.proto.receive_limit = self.limits.max_frame_size
             await self.secure_handler(conn, peer)
 
     async def _authenticate(self, conn: Connection) -> Peer | None:

@@ -212,6 +212,7 @@ class FrameConnection:
         "controls",
         "error",
         "peer_max_frame_size",
+        "receive_limit",
         "role",
         "state",
     )
@@ -226,6 +227,10 @@ class FrameConnection:
         self.role = role
         self.state = State.HELLO
         self._max = max_frame_size
+        #: The largest frame accepted from the peer: the max_frame_size our hello
+        #: announces, unless lowered (an authenticating server reads only small
+        #: frames until the peer has proved who it is, protocol.md §9).
+        self.receive_limit = max_frame_size
         self._codec = codec if codec is not None else _DEFAULT_CODEC
         self._buf = b""  # a partial hello or frame head (rare, small: bytes, no buffer)
         self._out = bytearray()
@@ -471,7 +476,7 @@ class FrameConnection:
     def _parse_view(self, view: memoryview, events: list[Event]) -> None:
         """Parse frames straight out of the scratch buffer (large payloads)."""
         unpack = HEAD.unpack_from
-        limit = self._max
+        limit = self.receive_limit
         end = len(view)
         pos = 0
         while end - pos >= HEAD_SIZE:
@@ -617,7 +622,7 @@ class FrameConnection:
             if pos < 0:
                 return
         unpack = HEAD.unpack_from
-        limit = self._max
+        limit = self.receive_limit
         # The fast path skips every check, so it closes once channel 0 has seen EOF.
         fast = -1 if self._eof_channels and 0 in self._eof_channels else 0
         append = events.append
@@ -659,8 +664,8 @@ class FrameConnection:
                 return -1
             length, word = HEAD.unpack(buf)
             self._buf = b""
-            if length > self._max:
-                self._fail(FrameTooLarge(length, self._max), events)
+            if length > self.receive_limit:
+                self._fail(FrameTooLarge(length, self.receive_limit), events)
                 return -1
             self._parts, self._have, self._plen, self._pword = [], 0, length, word
         parts = self._parts
