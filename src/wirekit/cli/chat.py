@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 from ..addr import parse_address
+from .tlsargs import add_client_tls_arguments
 
 __all__ = ["add_parser"]
 
@@ -40,10 +41,17 @@ def add_parser(commands: Any) -> None:
     )
     chat.add_argument("--room", type=_room, default=None, help="room to join at once")
     chat.add_argument("--password", default=None, help="server password (IRC PASS)")
-    chat.add_argument("--cafile", metavar="FILE", help="CA bundle to verify a tls:// server")
+    chat.add_argument(
+        "--cafile",
+        metavar="FILE",
+        help="CA bundle to verify a tls:// server (default: the system's CAs; a server "
+        "no CA vouches for, such as wirekit serve chat --tls auto, is trusted by its "
+        "pinned fingerprint instead)",
+    )
     chat.add_argument(
         "--insecure", action="store_true", help="tls:// without verifying the certificate"
     )
+    add_client_tls_arguments(chat)
     chat.set_defaults(run=_run)
 
 
@@ -96,5 +104,7 @@ def _run(args: argparse.Namespace) -> int:
         password=args.password,
         cafile=args.cafile,
         insecure=args.insecure,
+        accept_new=args.accept_new,
+        known_hosts=args.known_hosts,
     )
     return run(run_chat(addr, options))

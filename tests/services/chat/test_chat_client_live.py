@@ -7,7 +7,6 @@ wirekit's, not built yet) skips its tests with the reason.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import re
@@ -32,35 +31,9 @@ from wirekit.services.chat.terminal import ChatOptions, run_chat
 WAIT = 10.0
 NGIRCD = "/usr/sbin/ngircd"
 
-# Runs `wirekit chat` through the chat module's own parser, for a tree where
-# the command is not wired into `wirekit` yet.
-RUNNER = """\
-import argparse, sys
-from wirekit.cli import chat
-parser = argparse.ArgumentParser(prog="wirekit")
-chat.add_parser(parser.add_subparsers(dest="command"))
-args = parser.parse_args(["chat", *sys.argv[1:]])
-try:
-    sys.exit(args.run(args))
-except Exception as exc:
-    print(f"wirekit: {exc}", file=sys.stderr)
-    sys.exit(1)
-"""
-
-
-def _wired() -> bool:
-    from wirekit.cli import build_parser
-
-    for action in build_parser()._actions:
-        if isinstance(action, argparse._SubParsersAction) and "chat" in action.choices:
-            return True
-    return False
-
 
 def chat_argv(*args: str) -> list[str]:
-    if _wired():
-        return [sys.executable, "-m", "wirekit", "chat", *args]
-    return [sys.executable, "-c", RUNNER, *args]
+    return [sys.executable, "-m", "wirekit", "chat", *args]
 
 
 def _free_port() -> int:
@@ -475,3 +448,52 @@ def test_tmux_input_line_stays_intact_while_a_message_arrives(
         peer.expect(rf":{nick}!\S+ QUIT".encode())
     finally:
         subprocess.run([*tmux.base, "kill-server"], capture_output=True, timeout=WAIT)
+
+
+# -- tls:// to a server no CA vouches for: pinned, as exec -------------------------------------
+
+
+def _pinned_run(arun: Any, addr: Any, known_hosts: Path, accept_new: bool) -> list[str]:
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"over tls\n/quit\n")
+    os.close(write_end)
+    shown: list[str] = []
+    options = ChatOptions(
+        nick="pinner", accept_new=accept_new, known_hosts=known_hosts, quit_wait=1.0
+    )
+    try:
+        assert arun(run_chat(addr, options, input_fd=read_end, write=shown.append)) == 0
+    finally:
+        os.close(read_end)
+    return shown
+
+
+def test_tls_to_a_self_signed_server_pins_on_accept_new_then_refuses_a_change(
+    arun: Any, chat_server: Callable[..., Any], tmp_path: Path
+) -> None:
+    from wirekit.errors import AuthenticationFailed
+    from wirekit.security import ChangedFingerprint, KnownHosts
+    from wirekit.security.tlscert import auto_certificate, load_certificate
+
+    cert, key, fingerprint = auto_certificate(tmp_path / "server")
+    context, _ = load_certificate(cert, key)
+    server = chat_server(ssl=context, listen=["tls://127.0.0.1:0"])
+    addr = parse_address(f"tls://127.0.0.1:{server.address[1]}")
+    known = tmp_path / "known_hosts"
+
+    # Unknown and not accepted: refused before a byte is sent, with what to do.
+    with pytest.raises(AuthenticationFailed, match="--accept-new") as info:
+        _pinned_run(arun, addr, known, accept_new=False)
+    assert fingerprint in str(info.value)
+    assert not known.exists()
+
+    shown = _pinned_run(arun, addr, known, accept_new=True)
+    assert any("#lobby" in line for line in shown), shown
+    assert KnownHosts(known).lookup(addr.hostport()) == fingerprint
+    _pinned_run(arun, addr, known, accept_new=False)  # pinned: no question now
+
+    # The same HOST:PORT with another certificate: refused, even with --accept-new.
+    KnownHosts(known).forget(addr.hostport())
+    KnownHosts(known).remember(addr.hostport(), "SHA256:" + "A" * 43)
+    with pytest.raises(ChangedFingerprint):
+        _pinned_run(arun, addr, known, accept_new=True)

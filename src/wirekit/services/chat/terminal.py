@@ -24,6 +24,7 @@ import threading
 import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from ...addr import Address
@@ -174,6 +175,10 @@ class ChatOptions:
     password: str | None = None
     cafile: str | None = None
     insecure: bool = False
+    #: tls:// to a server whose certificate no CA vouches for (wirekit's
+    #: ``--tls auto``): pin it on first use, as exec does (security.md).
+    accept_new: bool = False
+    known_hosts: Path | None = None
     register_timeout: float = REGISTER_TIMEOUT
     quit_wait: float = QUIT_WAIT
 
@@ -307,15 +312,68 @@ async def _connect(addr: Address, options: ChatOptions, session: Callable[[], _C
     try:
         if addr.is_unix:
             return await loop.create_unix_connection(session, addr.path)
-        context = None
-        if addr.scheme == "tls":
-            context = ssl.create_default_context(cafile=options.cafile)
-            if options.insecure:
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-        return await loop.create_connection(session, addr.host, addr.port, ssl=context)
+        if addr.scheme != "tls":
+            return await loop.create_connection(session, addr.host, addr.port)
+        context = ssl.create_default_context(cafile=options.cafile)
+        if options.insecure:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        try:
+            return await loop.create_connection(session, addr.host, addr.port, ssl=context)
+        except ssl.SSLCertVerificationError:
+            if options.cafile or options.insecure:
+                raise
+        # No CA vouches for it (a self-signed --tls auto server): trust by pin.
+        return await _connect_pinned(addr, options, session)
     except (OSError, ssl.SSLError) as exc:
         raise connect_error(addr, exc) from exc
+
+
+class _Holding(asyncio.Protocol):
+    """Holds what a TLS server sends until its certificate is checked against the
+    pin; nothing is sent to it before that (not even the password)."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.held: list[bytes] = []
+        self.ended: Exception | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.held.append(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.ended = exc or ConnectionResetError("the server closed the connection")
+
+
+async def _connect_pinned(
+    addr: Address, options: ChatOptions, session: Callable[[], _ChatSession]
+) -> Any:
+    from ...security.credentials import check_pin
+    from ...security.tlscert import client_context
+
+    loop = asyncio.get_running_loop()
+    transport, holding = await loop.create_connection(
+        _Holding, addr.host, addr.port, ssl=client_context()
+    )
+    try:
+        der = transport.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        check_pin(
+            addr.hostport(), der, accept_new=options.accept_new, known_hosts=options.known_hosts
+        )
+    except BaseException:
+        transport.close()
+        raise
+    chat = session()
+    transport.set_protocol(chat)
+    chat.connection_made(transport)
+    for data in holding.held:
+        chat.data_received(data)
+    if holding.ended is not None:
+        chat.connection_lost(holding.ended)
+    return transport, chat
 
 
 def _read_lines(loop: asyncio.AbstractEventLoop, session: _ChatSession, fd: int) -> None:
