@@ -430,6 +430,13 @@ class Connection(asyncio.BufferedProtocol):
         self.proto.send_message(message, channel)
         self._schedule_flush()
 
+    def write_messages(self, messages: Iterable[tuple[Message, int]]) -> None:
+        """Queue several (message, channel) MESSAGE frames; they leave in one write."""
+        send = self.proto.send_message
+        for message, channel in messages:
+            send(message, channel)
+        self._schedule_flush()
+
     async def send(self, data: bytes) -> None:
         """Send one DATA frame; waits only while the peer is not keeping up."""
         self.write(data)

@@ -130,7 +130,12 @@ async def _serve(args: argparse.Namespace, addr: Address) -> int:
     from ..aio.secure import ServerAuth
     from ..aio.signals import stop_on_signal
     from ..services.exec import ExecOptions, start_exec
+    from ..services.exec.loopio import keep_freed_buffers
     from .tlsargs import server_tls
+
+    # A process-wide malloc setting (exec.md §7): the program's to make, not the
+    # library's, so it is made here rather than in start_exec.
+    keep_freed_buffers()
 
     want_tls = addr.scheme == "tls"
     if want_tls:

@@ -286,6 +286,19 @@ class AsyncSession:
         """Start a command and return at once (streaming form). A ``str``
         runs through the server's shell, a sequence as argv; ``pty`` gives it
         a terminal. Raises CommandRefused (later, from wait()) if refused."""
+        return await self._start(cmd, env=env, cwd=cwd, timeout=timeout, pty=pty, window=window)
+
+    async def _start(
+        self,
+        cmd: str | Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        timeout: float | None = None,
+        pty: Pty | None = None,
+        window: int | None = None,
+        no_stdin: bool = False,
+    ) -> AsyncProcess:
         self._raise_if_lost()
         channel = self._channels.allocate()
         size = window or self.window
@@ -305,7 +318,12 @@ class AsyncSession:
             process._exit.add_done_callback(self._track_cwd)
         if self._keepalive is None:
             self._keepalive = asyncio.get_running_loop().create_task(self._keep_alive())
-        await self.conn.send_message(request, channel)
+        if no_stdin:
+            # exec-open and exec-eof in one write: the server reads both at once.
+            self.conn.proto.send_message(request, channel)
+            await process.close_stdin()
+        else:
+            await self.conn.send_message(request, channel)
         return process
 
     async def _keep_alive(self) -> None:
@@ -339,7 +357,7 @@ class AsyncSession:
         Result then says ``reason="timeout"``. ``check=True`` raises
         CommandFailed unless it exited 0; a refused command raises
         CommandRefused."""
-        process = await self.start(cmd, env=env, cwd=cwd, timeout=timeout)
+        process = await self._start(cmd, env=env, cwd=cwd, timeout=timeout, no_stdin=not input)
         result = await process.communicate(input)
         return result.check() if check else result
 

@@ -1,7 +1,7 @@
 """One command on the server: its process, pipes, windows and timers.
 
-Everything here runs in event-loop callbacks (``add_reader``/``add_writer``
-on the pipes, a pidfd for the exit): no task per command and no thread, so
+Everything here runs in event-loop callbacks (the host's ``watch`` on the
+pipes and a pidfd for the exit, ``add_writer`` for stdin): no task per command and no thread, so
 a ``true`` costs little more than its spawn. The connection-wide parts
 (sending, the drain wait, the session slots) are the :class:`Host`'s.
 """
@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 from collections import deque
+from collections.abc import Callable
 from enum import Enum
 from typing import Protocol
 
@@ -29,12 +30,21 @@ from ...proto.exec import (
     SendCredit,
 )
 from ...proto.messages import Message
-from .process import ChildProcess, SpawnError, SpawnSpec, spawn
+from .process import SMALL_PIPE, ChildProcess, SpawnError, SpawnSpec, grow_pipe, spawn
 from .pty import resize, spawn_pty
 
 __all__ = ["Command", "CommandState", "Host"]
 
 log = logging.getLogger("wirekit.exec")
+
+#: Seconds an ended output stream's exec-eof waits for the process to exit, so
+#: that both exec-eof and the exec-exit leave in one write (a command's pipes
+#: close a moment before its exit is seen); longer-lived processes get it then.
+EOF_HOLD = 0.02
+#: Seconds a command's pipes go unwatched at its start: a command that ends
+#: sooner costs one wake-up (its exit), its output is read then, and its
+#: exec-started, exec-eofs and exec-exit leave in one write (exec.md §7).
+SETTLE = 0.005
 
 
 class CommandState(Enum):
@@ -54,6 +64,9 @@ class Host(Protocol):
     def send_data(self, data: bytes, channel: int) -> None: ...
     def send_window(self, channel: int, increment: int) -> None: ...
     def send_message(self, message: Message, channel: int) -> None: ...
+    def watch(self, fd: int, callback: Callable[[], None]) -> None: ...
+    def unwatch(self, fd: int) -> None: ...
+    def send_messages(self, messages: list[tuple[Message, int]]) -> None: ...
     def write_paused(self) -> bool: ...
     def wait_drain(self, stream: OutStream) -> None: ...
     def command_done(self, command: Command) -> None: ...
@@ -65,10 +78,13 @@ class OutStream:
     never past the client's credit: a client that stops reading stops this
     reader, the pipe fills and the command blocks (exec.md §3)."""
 
-    __slots__ = ("channel", "command", "credit", "done", "fd", "reading")
+    __slots__ = ("channel", "command", "credit", "done", "fd", "reading", "small")
 
-    def __init__(self, command: Command, fd: int | None, channel: int, window: int) -> None:
+    def __init__(
+        self, command: Command, fd: int | None, channel: int, window: int, *, pipe: bool = True
+    ) -> None:
         self.command = command
+        self.small = pipe  # a pipe of the default size, grown once found full
         self.fd = fd
         self.channel = channel
         self.credit = SendCredit(window)
@@ -79,14 +95,14 @@ class OutStream:
         host = self.command.host
         if not (self.done or self.reading or host.closed) and self.credit.credit:
             self.reading = True
-            host.loop.add_reader(self.fd, self._readable)  # type: ignore[arg-type]
+            host.watch(self.fd, self.readable)  # type: ignore[arg-type]
 
     def pause(self) -> None:
         if self.reading:
             self.reading = False
-            self.command.host.loop.remove_reader(self.fd)  # type: ignore[arg-type]
+            self.command.host.unwatch(self.fd)  # type: ignore[arg-type]
 
-    def _readable(self) -> None:
+    def readable(self) -> None:
         host = self.command.host
         if host.write_paused():
             self.pause()
@@ -101,7 +117,11 @@ class OutStream:
         if not data:
             self.finish()
             return
+        if self.small and len(data) >= SMALL_PIPE:
+            self.small = False
+            grow_pipe(self.fd)  # type: ignore[arg-type]
         self.credit.take(len(data))
+        self.command.announce()
         host.send_data(data, self.channel)
         if not self.credit.credit:
             self.pause()
@@ -111,14 +131,13 @@ class OutStream:
         self.resume()
 
     def finish(self) -> None:
-        """End of the stream: tell the client, then see if the command is done."""
+        """End of the stream: tell the client (with the exit when it follows
+        soon, EOF_HOLD), then see if the command is done."""
         self.pause()
         if self.done:
             return
         self.done = True
-        if not self.command.host.closed:
-            self.command.host.send_message(ExecEof(), self.channel)
-        self.command.maybe_done()
+        self.command.stream_ended(self.channel)
 
 
 class Command:
@@ -138,6 +157,11 @@ class Command:
         self.streams: list[OutStream] = []
         self.reason: str | None = None  # set by a timeout or a cancel
         self._timers: list[asyncio.TimerHandle] = []
+        self._eofs: list[int] = []  # ended streams whose exec-eof is held (EOF_HOLD)
+        self._eof_timer: asyncio.TimerHandle | None = None
+        self._settle_timer: asyncio.TimerHandle | None = None  # pipes not watched yet
+        self._announced = False  # exec-started sent
+        self._draining = False
 
     # -- starting --------------------------------------------------------------
 
@@ -157,16 +181,18 @@ class Command:
         self.child = child
         self.state = CommandState.RUNNING
         window = request.window
+        pipes = not child.is_pty
         self.streams = [
-            OutStream(self, child.stdout, self.channel, window),
-            OutStream(self, child.stderr, self.channel | 1, window),
+            OutStream(self, child.stdout, self.channel, window, pipe=pipes),
+            OutStream(self, child.stderr, self.channel | 1, window, pipe=pipes),
         ]
-        host.send_message(ExecStarted(child.pid), self.channel)
-        host.loop.add_reader(child.pidfd, self._exited)
-        for stream in self.streams:
-            if stream.done:
-                host.send_message(ExecEof(), stream.channel)  # a pty has no stderr
-            stream.resume()
+        host.watch(child.pidfd, self._exited)
+        if request.pty is None:
+            self._settle_timer = host.loop.call_later(SETTLE, self._settle)
+        else:
+            self.announce()
+            host.send_message(ExecEof(), self.channel | 1)  # a pty has no stderr
+            self.streams[0].resume()
         if request.timeout is not None:
             self._timers.append(host.loop.call_later(request.timeout, self.stop, "timeout"))
         self._write_stdin()
@@ -193,7 +219,23 @@ class Command:
     def _granted(self, nbytes: int) -> None:
         increment = self.stdin_window.consume(nbytes)
         if increment and not self.host.closed:
+            self.announce()
             self.host.send_window(self.channel, increment)
+
+    def announce(self) -> None:
+        """Send exec-started if not yet sent: it precedes anything else about
+        the running command (exec.md §6.1)."""
+        if not self._announced and self.child is not None:
+            self._announced = True
+            if not self.host.closed:
+                self.host.send_message(ExecStarted(self.child.pid), self.channel)
+
+    def _settle(self) -> None:
+        """SETTLE later and still running: announce it and watch its pipes."""
+        self._settle_timer = None
+        self.announce()
+        for stream in self.streams:
+            stream.resume()
 
     def _write_stdin(self) -> None:
         child = self.child
@@ -270,28 +312,73 @@ class Command:
         assert child is not None
         if not child.reap():
             return
-        self.host.loop.remove_reader(child.pidfd)
-        child.close_pidfd()
-        self.host.process_ended(self)
         self._close_stdin()
         self._stdin.clear()
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
-        self.maybe_done()
+        self._drain_output()
+        self._end()
+        # After the exit has left: this clean-up overlaps with its trip.
+        self.host.unwatch(child.pidfd)
+        child.close_pidfd()
+        self.host.process_ended(self)
 
-    def maybe_done(self) -> None:
+    def _drain_output(self) -> None:
+        """At the exit, read what the pipes hold (and see their end) in this
+        same turn; a pipe held open by a process that left the group, or
+        with more than the window allows, goes on being watched."""
+        if self._settle_timer is not None:
+            self._settle_timer.cancel()
+            self._settle_timer = None
+        self._draining = True
+        try:
+            for stream in self.streams:
+                stream.resume()
+                if stream.reading:
+                    stream.readable()
+        finally:
+            self._draining = False
+
+    def stream_ended(self, channel: int) -> None:
+        """An output stream is at its end: hold its exec-eof until the exit
+        (or EOF_HOLD), so the last messages of a command leave together."""
+        self._eofs.append(channel)
+        if self._draining:
+            return  # _exited sends everything at once
         child = self.child
-        if self.state is not CommandState.RUNNING or child is None or child.returncode is None:
-            return
-        if not all(stream.done for stream in self.streams):
-            return
-        self.state = CommandState.DONE
-        cwd = child.read_cwd()
-        child.close_fds()
-        if not self.host.closed:
-            self.host.send_message(self.exit_message(child, cwd), self.channel)
-        self.host.command_done(self)
+        if child is None or child.returncode is not None or self.host.closed:
+            self._end()
+        elif self._eof_timer is None:
+            self._eof_timer = self.host.loop.call_later(EOF_HOLD, self._end)
+
+    def _end(self) -> None:
+        """Send the held exec-eofs, and the exec-exit once everything ended."""
+        if self._eof_timer is not None:
+            self._eof_timer.cancel()
+            self._eof_timer = None
+        messages: list[tuple[Message, int]] = [(ExecEof(), channel) for channel in self._eofs]
+        self._eofs.clear()
+        if not self._announced and self.child is not None:
+            self._announced = True
+            messages.insert(0, (ExecStarted(self.child.pid), self.channel))
+        child = self.child
+        done = (
+            self.state is CommandState.RUNNING
+            and child is not None
+            and child.returncode is not None
+            and all(stream.done for stream in self.streams)
+        )
+        if done:
+            assert child is not None
+            self.state = CommandState.DONE
+            messages.append((self.exit_message(child, child.read_cwd()), self.channel))
+        if messages and not self.host.closed:
+            self.host.send_messages(messages)
+        if done:
+            assert child is not None
+            child.close_fds()
+            self.host.command_done(self)
 
     def exit_message(self, child: ChildProcess, cwd: str | None) -> ExecExit:
         code = child.returncode
@@ -321,12 +408,16 @@ class Command:
             stream.pause()
         for timer in self._timers:
             timer.cancel()
+        if self._eof_timer is not None:
+            self._eof_timer.cancel()
+        if self._settle_timer is not None:
+            self._settle_timer.cancel()
         if child is None:
             return False
         alive = child.returncode is None
         if child.pidfd >= 0:
             with contextlib.suppress(Exception):
-                self.host.loop.remove_reader(child.pidfd)
+                self.host.unwatch(child.pidfd)
         self._want_writable(False)
         child.kill_and_reap()
         child.close_pidfd()

@@ -20,7 +20,7 @@ import shutil
 import signal
 import ssl as ssl_module
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,7 +49,8 @@ from ...proto.exec import (
 )
 from ...proto.messages import Message
 from .command import Command, CommandState, OutStream
-from .process import SpawnSpec
+from .loopio import FdWatcher
+from .process import SpawnSpec, direct_argv
 
 __all__ = ["ExecConnection", "ExecOptions", "ExecService", "exec_handler", "start_exec"]
 
@@ -170,7 +171,24 @@ class ExecService:
         env["PWD"] = cwd  # the shell keeps a logical path (symlinks) when it matches
         if request.pty is not None:
             env["TERM"] = request.pty.term
-        return SpawnSpec(argv, executable, env, cwd, track)
+        spec = SpawnSpec(argv, executable, env, cwd, track)
+        if request.command is not None and request.pty is None and not self.programs:
+            return self._without_shell(spec, request.command)
+        return spec
+
+    def _without_shell(self, spec: SpawnSpec, command: str) -> SpawnSpec:
+        """``sh -c 'make -j4'`` as ``make -j4`` when the shell would exec just
+        that (process.direct_argv): one exec instead of two, and no EXIT trap
+        to run for the working directory, which such a command cannot change
+        (a path like ``/a/../b`` is left to the shell, which reports it its way)."""
+        cwd = spec.cwd
+        if cwd is None or not cwd.startswith("/") or os.path.normpath(cwd) != cwd:
+            return spec
+        argv = direct_argv(self.options.shell, command, spec.env, cwd)
+        if argv is None:
+            return spec
+        program = argv.pop()
+        return SpawnSpec(argv, program, spec.env, cwd, False, shell_spec=spec)
 
     def close(self) -> None:
         """Kill every command now (server shutdown after its grace)."""
@@ -225,8 +243,15 @@ class ExecConnection:
         self._idle.set()
         # DATA frames up to the peer's frame limit, read from the pipe in one go.
         self.chunk = min(conn.proto.peer_max_frame_size or 65536, 1024 * 1024)
+        self._watcher = FdWatcher(self.loop)
 
     async def run(self) -> None:
+        try:
+            await self._serve()
+        finally:
+            self._watcher.close()
+
+    async def _serve(self) -> None:
         try:
             while True:
                 for item in await self.conn.recv_batch():
@@ -272,6 +297,12 @@ class ExecConnection:
 
     # -- Host interface for commands ----------------------------------------------
 
+    def watch(self, fd: int, callback: Callable[[], None]) -> None:
+        self._watcher.add(fd, callback)
+
+    def unwatch(self, fd: int) -> None:
+        self._watcher.remove(fd)
+
     def send_data(self, data: bytes, channel: int) -> None:
         self.conn.write(data, channel)
 
@@ -281,6 +312,11 @@ class ExecConnection:
     def send_message(self, message: Message, channel: int) -> None:
         with contextlib.suppress(ConnectionClosed):
             self.conn.write_message(message, channel)
+
+    def send_messages(self, messages: list[tuple[Message, int]]) -> None:
+        """Several messages in one write (a command's last exec-eof and exec-exit)."""
+        with contextlib.suppress(ConnectionClosed):
+            self.conn.write_messages(messages)
 
     def write_paused(self) -> bool:
         return self.conn.write_paused

@@ -209,6 +209,18 @@ class Session:
         pty: Pty | None = None,
     ) -> Process:
         """Start a command; one at a time on a blocking session."""
+        return self._start(cmd, env=env, cwd=cwd, timeout=timeout, pty=pty)
+
+    def _start(
+        self,
+        cmd: str | Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        timeout: float | None = None,
+        pty: Pty | None = None,
+        no_stdin: bool = False,
+    ) -> Process:
         if self._current is not None:
             raise LocalProtocolError("a blocking session runs one command at a time")
         tracked = isinstance(cmd, str) and cwd is None
@@ -224,7 +236,12 @@ class Session:
         process = Process(self, FIRST_CHANNEL, self.window)
         self._current = process
         self._tracked = tracked
-        self.conn.send_message(request, FIRST_CHANNEL)
+        if no_stdin:
+            # exec-open and exec-eof in one write: the server reads both at once.
+            self.conn.proto.send_message(request, FIRST_CHANNEL)
+            process.close_stdin()
+        else:
+            self.conn.send_message(request, FIRST_CHANNEL)
         return process
 
     def run(
@@ -238,7 +255,8 @@ class Session:
         check: bool = False,
     ) -> Result:
         """Run a command to the end; see :meth:`AsyncSession.run`."""
-        result = self.start(cmd, env=env, cwd=cwd, timeout=timeout).communicate(input)
+        process = self._start(cmd, env=env, cwd=cwd, timeout=timeout, no_stdin=not input)
+        result = process.communicate(input)
         return result.check() if check else result
 
     def _release(self, process: Process) -> None:
