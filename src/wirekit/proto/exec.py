@@ -21,6 +21,7 @@ Nothing here does I/O, reads a clock or knows about processes.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Annotated, Final
 
@@ -215,7 +216,17 @@ def check_open(request: ExecOpen, limits: ExecLimits = DEFAULT_EXEC_LIMITS) -> E
     texts = [*(request.argv or ()), request.command or "", request.cwd or ""]
     if any("\0" in text for text in texts):
         return ExecRefused("bad-request", "command, arguments and cwd must not contain NUL")
+    if request.pty is not None and not _TERM.fullmatch(request.pty.term):
+        return ExecRefused(
+            "bad-request",
+            f"pty term must be 1 to {MAX_TERM} letters, digits or . _ + -",
+        )
     return _check_env(request.env, limits)
+
+
+#: The longest TERM a pty request may name; terminfo names are short words.
+MAX_TERM = 64
+_TERM = re.compile(rf"[A-Za-z0-9._+-]{{1,{MAX_TERM}}}")
 
 
 def _check_env(env: dict[str, str], limits: ExecLimits) -> ExecRefused | None:

@@ -83,7 +83,7 @@ def gone(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[0] == "X"
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # it went while being read
         return True
 
 

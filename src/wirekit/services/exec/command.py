@@ -173,7 +173,7 @@ class Command:
                 child = spawn_pty(self.spec, request.pty.rows, request.pty.cols)
             else:
                 child = spawn(self.spec)
-        except SpawnError as exc:
+        except (SpawnError, OSError) as exc:  # OSError: out of descriptors for pipes
             self.state = CommandState.DONE
             host.send_message(ExecRefused("spawn-failed", str(exc)), self.channel)
             host.command_done(self)

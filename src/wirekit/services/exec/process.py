@@ -106,7 +106,15 @@ class ChildProcess:
         self.cwd_fd = cwd_fd
         self.exit_cwd = exit_cwd
         self.is_pty = is_pty
-        self.pidfd = os.pidfd_open(pid)
+        try:
+            self.pidfd = os.pidfd_open(pid)
+        except OSError:
+            # Out of descriptors: a child we could not watch must not live on.
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                os.waitpid(pid, 0)
+            raise
         self.returncode: int | None = None
         self.status = 0
 

@@ -35,7 +35,10 @@ def resize(fd: int, rows: int, cols: int) -> None:
 def spawn_pty(spec: SpawnSpec, rows: int, cols: int) -> ChildProcess:
     """Start ``spec`` on a new pty; the returned child's stdin and stdout are
     both the master side (one fd), and it has no separate stderr."""
-    master, slave = os.openpty()
+    try:
+        master, slave = os.openpty()
+    except OSError as exc:  # out of ptys or descriptors: a refusal, not a crash
+        raise spawn_error(exc, spec) from None
     resize(slave, rows, cols)
     try:
         # preexec_fn makes subprocess fork instead of vfork: acceptable for
@@ -52,7 +55,7 @@ def spawn_pty(spec: SpawnSpec, rows: int, cols: int) -> ChildProcess:
             preexec_fn=_take_terminal,
             close_fds=True,
         )
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         os.close(master)
         raise spawn_error(exc, spec) from None
     finally:

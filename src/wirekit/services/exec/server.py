@@ -29,8 +29,9 @@ import msgspec
 from ...addr import Address
 from ...aio.connection import Connection
 from ...aio.secure import Peer, SecureServer, ServerAuth, secure_serve
-from ...errors import ConnectionClosed, ListenError, RemoteProtocolError
+from ...errors import ConnectionClosed, ErrorCode, ListenError, RemoteProtocolError
 from ...limits import DEFAULT_LIMITS, Limits
+from ...neterrors import printable
 from ...proto import ChannelEOF, DataReceived, MessageReceived, WindowUpdate
 from ...proto.exec import (
     EXEC_MESSAGES,
@@ -118,7 +119,12 @@ class ExecService:
 
     def _start(self, command: Command) -> None:
         self.running += 1
-        if not command.start():
+        try:
+            started = command.start()
+        except BaseException:
+            self.release(command)  # the slot must not leak with the error
+            raise
+        if not started:
             self.release(command)
 
     def release(self, _command: Command) -> None:
@@ -259,8 +265,17 @@ class ExecConnection:
         except ConnectionClosed:
             pass
         except RemoteProtocolError as exc:
-            log.warning("exec: %s broke the protocol: %s", self.peer.principal, exc)
+            log.warning(
+                "exec: %s broke the protocol: %s",
+                printable(self.peer.principal),
+                printable(str(exc)),
+            )
             self.conn.abort(exc.code, str(exc))
+        except Exception:
+            # A defect of ours: logged, the peer told no more than that, and the
+            # connection's commands still wound down below (no orphans).
+            log.exception("exec: internal error serving %s", printable(self.peer.principal))
+            self.conn.abort(ErrorCode.INTERNAL_ERROR, "internal error")
         except asyncio.CancelledError:
             # Server shutdown, after its grace: no second grace, SIGKILL now.
             self.closed = True
