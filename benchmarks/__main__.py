@@ -22,7 +22,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from . import connrate, idlemem, oneway, report, rtt, stream
+from . import chat, connrate, execbench, idlemem, oneway, report, rtt, stream
 from .common import BENCH_DIR, ROOT, Config, SectionResult
 
 SECTIONS: dict[str, ModuleType] = {
@@ -31,8 +31,18 @@ SECTIONS: dict[str, ModuleType] = {
     "c": connrate,
     "d": idlemem,
     "e": stream,
+    "f": execbench,
+    "g": chat,
 }
-ALIASES = {"oneway": "a", "rtt": "b", "connrate": "c", "idlemem": "d", "stream": "e"}
+ALIASES = {
+    "oneway": "a",
+    "rtt": "b",
+    "connrate": "c",
+    "idlemem": "d",
+    "stream": "e",
+    "exec": "f",
+    "chat": "g",
+}
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
