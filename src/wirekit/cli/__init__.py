@@ -15,7 +15,8 @@ from typing import Any
 from .. import __version__
 from ..errors import AddressError, ListenError, WirekitError
 from ..neterrors import printable
-from . import netcat, serve
+from . import chat, keygen, netcat, serve
+from . import exec as exec_cli
 from .arguments import UsageError
 
 __all__ = ["main"]
@@ -27,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wirekit",
         description="The classic socket programs, done right: echo/daytime/time servers, "
-        "netcat mode, and a framed message protocol.",
+        "netcat mode, a framed message protocol, authenticated remote exec (a mini SSH) "
+        "and a chat server for nc, telnet and IRC clients.",
         epilog="Addresses: HOST:PORT, :PORT, tcp://HOST:PORT, udp://HOST:PORT, "
         "tls://HOST:PORT, unix:/path, [::1]:PORT. Servers bind 127.0.0.1 unless told "
         "otherwise; port 0 picks a free port. Environment: WIREKIT_DEBUG=1 is --debug.",
@@ -42,23 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     serve.add_parser(commands)
     netcat.add_parsers(commands)
-    _add_optional_commands(commands)
+    exec_cli.add_parsers(commands)
+    keygen.add_parser(commands)
+    keygen.add_known_hosts_parser(commands)
+    chat.add_parser(commands)
     _add_debug(commands)
     return parser
-
-
-def _add_optional_commands(commands: Any) -> None:
-    import importlib
-    import importlib.util
-
-    for name, register in (
-        ("exec", "add_parsers"),
-        ("keygen", "add_parser"),
-        ("keygen", "add_known_hosts_parser"),
-        ("chat", "add_parser"),
-    ):
-        if importlib.util.find_spec(f"wirekit.cli.{name}") is not None:
-            getattr(importlib.import_module(f"wirekit.cli.{name}"), register)(commands)
 
 
 def _add_debug(commands: Any) -> None:

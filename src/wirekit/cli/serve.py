@@ -15,13 +15,16 @@ log = logging.getLogger("wirekit.server")
 
 
 def add_parser(commands: Any) -> None:
-    names = ", ".join(SERVICES)
+    names = ", ".join([*SERVICES, "chat", "exec"])
     parser = commands.add_parser(
         "serve",
         help=f"run a service ({names}), or all of them",
         description="Run SERVICE, or with no SERVICE every service on 127.0.0.1 with its "
         "default port, and print a table of endpoints with a command to try each. "
         + " ".join(f"{s.name} ({s.default_port}): {s.summary}." for s in SERVICES.values())
+        + " chat (6667): nc, telnet and IRC users in shared rooms."
+        + " exec (7022): authenticated remote commands; with no SERVICE it runs on"
+        + " loopback only, with a token made in the config dir."
         + " `wirekit serve SERVICE --help` lists a service's own options.",
     )
     _classic_arguments(parser, suppress=False)
@@ -45,17 +48,17 @@ def add_parser(commands: Any) -> None:
 def _own_services() -> list[tuple[str, int, str, Any]]:
     """The services with command lines of their own: (name, port, summary, module
     with ``add_arguments(parser)`` and ``run(args) -> int``)."""
-    import importlib.util
+    from . import serve_chat, serve_exec
 
-    found = []
-    for name, port, summary in (
-        ("chat", 6667, "multi-user chat for nc, telnet and IRC clients"),
-        ("exec", 7022, "authenticated remote command execution (wirekit exec, wirekit shell)"),
-    ):
-        if importlib.util.find_spec(f"wirekit.cli.serve_{name}") is not None:
-            module = importlib.import_module(f"wirekit.cli.serve_{name}")
-            found.append((name, port, summary, module))
-    return found
+    return [
+        ("chat", 6667, "multi-user chat for nc, telnet and IRC clients", serve_chat),
+        (
+            "exec",
+            serve_exec.DEFAULT_PORT,
+            "authenticated remote command execution (wirekit exec, wirekit shell)",
+            serve_exec,
+        ),
+    ]
 
 
 def _classic_arguments(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
