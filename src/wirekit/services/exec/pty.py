@@ -16,7 +16,7 @@ import struct
 import subprocess
 import termios
 
-from .process import ChildProcess, SpawnSpec, spawn_error
+from .process import ChildProcess, SpawnError, SpawnSpec, spawn_error
 
 __all__ = ["resize", "spawn_pty"]
 
@@ -55,9 +55,12 @@ def spawn_pty(spec: SpawnSpec, rows: int, cols: int) -> ChildProcess:
             preexec_fn=_take_terminal,
             close_fds=True,
         )
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
         os.close(master)
         raise spawn_error(exc, spec) from None
+    except ValueError as exc:  # an embedded NUL that slipped past the request checks
+        os.close(master)
+        raise SpawnError(f"cannot run {spec.argv[0]}: {exc}") from None
     finally:
         os.close(slave)
     os.set_blocking(master, False)
