@@ -96,7 +96,11 @@ def _run(args: argparse.Namespace) -> int:
     # asyncio, ssl and the terminal code load only to chat: --help stays quick.
     from ..aio import run
     from ..services.chat.terminal import ChatOptions, run_chat
+    from .rawterm import ensure_std_fds
 
+    # A closed stdin/stdout/stderr (<&-) would be taken by the event loop's or the
+    # connection's descriptor (libuv aborts when it closes one of 0-2).
+    ensure_std_fds()
     addr = parse_address(args.address, default_port=DEFAULT_PORT)
     options = ChatOptions(
         nick=args.nick or default_nick(),

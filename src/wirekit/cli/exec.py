@@ -30,6 +30,7 @@ from .rawterm import (
     InputReader,
     RawTerminal,
     ask_on_tty,
+    ensure_std_fds,
     grow_pipe,
     has_tty,
     is_terminal,
@@ -204,6 +205,7 @@ def add_client_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_exec(args: argparse.Namespace) -> int:
+    ensure_std_fds()
     addr = parse_address(args.address, default_port=DEFAULT_PORT)
     # One word is a command line for the remote shell, as ssh sends it; several
     # words are argv, passed exactly (no re-quoting, no surprises with spaces).
@@ -214,6 +216,7 @@ def run_exec(args: argparse.Namespace) -> int:
 
 
 def run_shell(args: argparse.Namespace) -> int:
+    ensure_std_fds()
     if not is_terminal(0):
         raise UsageError(
             "wirekit shell needs a terminal on stdin; for scripts use: wirekit exec ADDR -- CMD"
@@ -362,6 +365,9 @@ def _refused(exc: ServiceError) -> int:
 
 
 def _say(line: str) -> None:
+    if sys.stderr is None:  # started with descriptor 2 closed: not on stdout (the data)
+        write_fd(2, f"wirekit: {line}\n".encode(errors="backslashreplace"))
+        return
     print(f"wirekit: {line}", file=sys.stderr, flush=True)
 
 

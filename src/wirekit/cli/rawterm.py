@@ -34,6 +34,7 @@ __all__ = [
     "InputReader",
     "RawTerminal",
     "ask_on_tty",
+    "ensure_std_fds",
     "grow_pipe",
     "has_tty",
     "is_terminal",
@@ -61,6 +62,21 @@ def is_terminal(fd: int) -> bool:
         return os.isatty(fd)
     except OSError:
         return False
+
+
+def ensure_std_fds() -> None:
+    """Open /dev/null on any of descriptors 0-2 that is closed (``<&-``), as
+    OpenSSH's sanitise_stdfd() does: otherwise the next descriptor opened (the
+    event loop's, the connection) takes the free number, and stdin forwarding
+    reads it or the remote output is written into it."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:  # cannot happen when the lower ones are open; be sure
+                os.dup2(null, fd)
+                os.close(null)
 
 
 def window_size(fd: int) -> tuple[int, int]:

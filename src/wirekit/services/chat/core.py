@@ -28,6 +28,8 @@ from .model import ChatError, HistoryEntry, Mode, Room, Sink, TokenBucket, User
 __all__ = ["TOPICLEN", "ChatCore"]
 
 TOPICLEN = 390
+#: Reply lines that cost one flood token (WHO on a 10,000-member room: 100 tokens).
+REPLY_LINES_PER_TOKEN = 100
 #: First words that make a connection IRC (docs/chat.md, "Modes").
 IRC_OPENERS = frozenset((b"CAP", b"PASS", b"NICK", b"USER"))
 
@@ -148,6 +150,13 @@ class ChatCore:
         else:
             self.numeric(user, "417", f"Input line was too long (limit {limit} bytes)")
 
+    def charge(self, user: User, lines: int) -> None:
+        """A reply of ``lines`` lines (WHO, NAMES, LIST on big rooms or many
+        rooms) costs flood tokens as well: one short line in must not buy
+        thousands out for free (docs/chat.md, "Flood control")."""
+        if user.bucket is not None and lines > REPLY_LINES_PER_TOKEN:
+            user.bucket.tokens -= lines / REPLY_LINES_PER_TOKEN
+
     def flood_delay(self, user: User) -> float:
         """Seconds before ``user``'s next line may be handled (flood control)."""
         return 0.0 if user.bucket is None else user.bucket.take(self.clock())
@@ -183,6 +192,7 @@ class ChatCore:
         for room in user.rooms.values():
             self._remove(room, user)
         user.rooms.clear()
+        user.invites.clear()
         user.current = None
         if user.key and self.users.get(user.key) is user:
             del self.users[user.key]
@@ -271,13 +281,15 @@ class ChatCore:
 
     def join(self, user: User, name: str, password: str | None = None) -> Room | None:
         """Join (or create) room ``name``; None when ``user`` is in it already."""
-        if not valid_channel(name):
+        # valid_channel lets ESC and the other controls through: a room name is
+        # shown to everyone (/rooms, LIST, JOIN lines), so it must be clean text.
+        if not valid_channel(name) or sanitize_text(name) != name:
             raise ChatError(
                 "403",
                 (name,),
                 "No such channel",
-                f"{name[:50]} is not a valid room name (# then 1-49 characters, "
-                "no space, comma or colon)",
+                f"{sanitize_text(name)[:50]} is not a valid room name (# then 1-49 "
+                "characters, no space, comma, colon or control character)",
             )
         key = casefold_irc(name)
         room = self.rooms.get(key)
@@ -295,7 +307,7 @@ class ChatCore:
         else:
             self._check_entry(user, room, password)
             room.members[user] = ""
-            room.invited.discard(user.key)
+        user.invites.pop(room, None)
         user.rooms[key] = room
         self.tell(
             room.members,
@@ -306,7 +318,7 @@ class ChatCore:
         return room
 
     def _check_entry(self, user: User, room: Room, password: str | None) -> None:
-        invited = user.key in room.invited
+        invited = room in user.invites
         name = room.name
         if self.banned(room, user) and not invited:
             raise ChatError(

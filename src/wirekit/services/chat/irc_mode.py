@@ -74,6 +74,11 @@ def handle_line(core: ChatCore, user: User, line: bytes) -> None:
             core.fail(user, error)
 
 
+def _number(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also says yes to "²", which int() refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def clean(text: str) -> str:
     """User text made safe for every terminal; CTCP framing (\\x01) is kept."""
     if len(text) >= 2 and text[0] == "\x01":
@@ -240,7 +245,7 @@ def cmd_history(core: ChatCore, user: User, p: tuple[str, ...]) -> None:
     if user not in room.members:
         raise ChatError("442", (room.name,), "You're not on that channel", "")
     kept = len(room.history)
-    count = min(int(p[1]), kept) if len(p) > 1 and p[1].isdigit() else kept
+    count = min(int(p[1]), kept) if len(p) > 1 and _number(p[1]) else kept
     history_reply(core, user, room, count)
     user.sink.send(core.line(core.name, "NOTICE", room.name, "-- end of history"))
 
@@ -306,6 +311,7 @@ def cmd_list(core: ChatCore, user: User, p: tuple[str, ...]) -> None:
     for key, room in core.rooms.items():
         if (wanted is None or key in wanted) and visible(room, user):
             core.numeric(user, "322", room.name, str(len(room.members)), room.topic)
+    core.charge(user, len(core.rooms))
     core.numeric(user, "323", "End of /LIST")
 
 
@@ -327,7 +333,7 @@ def cmd_invite(core: ChatCore, user: User, p: tuple[str, ...]) -> None:
         core.need_op(user, room)
     if target in room.members:
         raise ChatError("443", (target.nick, room.name), "is already on channel", "")
-    room.invited.add(target.key)
+    target.invite(room)
     core.numeric(user, "341", target.nick, room.name)
     core.tell(
         (target,),
@@ -362,6 +368,7 @@ def cmd_who(core: ChatCore, user: User, p: tuple[str, ...]) -> None:
     if room is not None and visible(room, user):
         for member in room.members:
             who_reply(core, user, member, room)
+        core.charge(user, len(room.members))
     elif (target := core.find(mask)) is not None:
         who_reply(core, user, target, None)
     core.numeric(user, "315", mask, "End of /WHO list.")

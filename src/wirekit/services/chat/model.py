@@ -11,7 +11,19 @@ import enum
 from collections import deque
 from typing import Protocol
 
-__all__ = ["ChatError", "HistoryEntry", "Mode", "Room", "Sink", "TokenBucket", "User"]
+__all__ = [
+    "MAX_INVITES",
+    "ChatError",
+    "HistoryEntry",
+    "Mode",
+    "Room",
+    "Sink",
+    "TokenBucket",
+    "User",
+]
+
+#: Invitations one user holds; a new one past this drops the oldest.
+MAX_INVITES = 20
 
 
 class Mode(enum.Enum):
@@ -75,6 +87,7 @@ class User:
         "connected",
         "current",
         "host",
+        "invites",
         "key",
         "last_seen",
         "mode",
@@ -105,11 +118,20 @@ class User:
         self.rooms: dict[str, Room] = {}
         self.current: Room | None = None  # plain mode: where a typed line goes
         self.away: str | None = None
+        # Rooms this connection was invited to, oldest first (at most MAX_INVITES):
+        # an invitation belongs to the person, not to whoever holds the nick next.
+        self.invites: dict[Room, None] = {}
         self.connected = now
         self.last_seen = now
         self.pinged = 0.0  # when a PING went out unanswered, else 0
         self.closed = False
         self.bucket: TokenBucket | None = None
+
+    def invite(self, room: Room) -> None:
+        self.invites.pop(room, None)
+        self.invites[room] = None
+        if len(self.invites) > MAX_INVITES:
+            del self.invites[next(iter(self.invites))]
 
     def set_nick(self, nick: str, key: str) -> None:
         self.nick = nick
@@ -138,7 +160,6 @@ class Room:
         "created",
         "flags",
         "history",
-        "invited",
         "key",
         "limit",
         "members",
@@ -161,7 +182,6 @@ class Room:
         self.password: str | None = None
         self.limit = 0
         self.bans: list[str] = []
-        self.invited: set[str] = set()
         self.history: deque[HistoryEntry] = deque(maxlen=history)
 
     def is_op(self, user: User) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ...proto.irc import sanitize_text
 from .model import ChatError, Room, User
 
 if TYPE_CHECKING:
@@ -54,6 +55,9 @@ def ban_list(core: ChatCore, user: User, room: Room) -> None:
 
 def change(core: ChatCore, user: User, room: Room, modes: str, args: list[str]) -> None:
     core.need_op(user, room)
+    # A key or a ban mask is echoed to every member in the MODE line (its last
+    # parameter, which is not cleaned on the way out): no controls in them.
+    args = [sanitize_text(arg) for arg in args]
     sign = "+"
     applied: list[tuple[str, str, str | None]] = []
     with_params = 0
@@ -102,7 +106,7 @@ def apply(core: ChatCore, room: Room, sign: str, letter: str, arg: str | None) -
         return "*"
     if letter == "l":
         if on:
-            if arg is None or not arg.isdigit() or int(arg) < 1:
+            if arg is None or not _number(arg) or int(arg) < 1:
                 return False
             room.limit = min(int(arg), 1_000_000)
             return str(room.limit)
@@ -110,6 +114,11 @@ def apply(core: ChatCore, room: Room, sign: str, letter: str, arg: str | None) -
         room.limit = 0
         return changed
     raise ChatError("472", (letter,), "is unknown mode char to me", f"unknown mode {letter}")
+
+
+def _number(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also says yes to "²", which int() refuses."""
+    return text.isascii() and text.isdigit()
 
 
 def _status(core: ChatCore, room: Room, on: bool, letter: str, nick: str | None) -> str | bool:
@@ -132,7 +141,7 @@ def _status(core: ChatCore, room: Room, on: bool, letter: str, nick: str | None)
 
 
 def _ban(core: ChatCore, room: Room, on: bool, mask: str | None) -> str | bool:
-    if mask is None:
+    if not mask:
         return False
     if "!" not in mask and "@" not in mask:
         mask += "!*@*"  # a bare nick bans that nick from anywhere

@@ -216,6 +216,7 @@ def cmd_rooms(core: ChatCore, user: User, _rest: str) -> None:
     for room in shown:
         topic = f" - {room.topic}" if room.topic else ""
         core.plain(user, f"*   {room.name} ({len(room.members)}){topic}")
+    core.charge(user, len(shown))
 
 
 def cmd_topic(core: ChatCore, user: User, rest: str) -> None:
@@ -233,7 +234,7 @@ def cmd_history(core: ChatCore, user: User, rest: str) -> None:
     if room is None:
         core.plain(user, "! you are in no room")
         return
-    count = int(rest) if rest.isdigit() else len(room.history)
+    count = int(rest) if rest.isascii() and rest.isdigit() else len(room.history)
     if not room.history:
         core.plain(user, f"* no messages in {room.name} yet")
     history(core, user, room, count)

@@ -47,8 +47,12 @@ class ChatStream(RawStream):
         self.user: User | None = None
         self.splitter = LineSplitter(MAX_LINE)
         self.pending: list[bytes] | None = None  # output of this loop turn
-        self.backlog: list[bytes | LineOverflow] | None = None  # lines held by flood control
-        self.timer: asyncio.TimerHandle | None = None
+        # Flood control holds input as the raw bytes that arrived, split only when
+        # their turn comes: a list of two-byte lines costs twenty times their size.
+        self.held = b""
+        self.held_at = 0  # where the unhandled part of ``held`` starts (no copying)
+        self.ready: list[bytes | LineOverflow] = []  # split, its token not yet granted
+        self.timer: asyncio.TimerHandle | None = None  # set while flood control holds
         self.want_close = False
         self.eof = False
 
@@ -72,64 +76,83 @@ class ChatStream(RawStream):
         if user is None or user.closed:
             return
         user.last_seen = self.server.loop.time()
-        lines = self.splitter.feed(data)
-        if self.backlog is not None:
-            self.backlog.extend(lines)
+        if self.timer is not None:
+            self._hold_more(data)  # one read at most: reading is paused while held
             self.transport.pause_reading()  # resume_writing() may have resumed it
             return
-        self._run(lines)
+        self._run(data)
 
-    def _run(self, lines: list[bytes | LineOverflow]) -> None:
+    def _hold_more(self, data: bytes) -> None:
+        self.held = self.held[self.held_at :] + data
+        self.held_at = 0
+
+    def _run(self, data: bytes, pos: int = 0) -> None:
         core = self.chat.core
         user = self.user
         assert user is not None
-        for i, item in enumerate(lines):
-            if user.closed:
-                return
+        size = len(data)
+        while not user.closed:
+            if not self.ready:
+                if pos >= size:
+                    break
+                # One line at a time, so that what flood control holds stays raw.
+                nl = data.find(b"\n", pos)
+                end = size if nl < 0 else nl + 1
+                self.ready = self.splitter.feed(data[pos:end])
+                pos = end
+                continue
             delay = core.flood_delay(user)
             if delay:
                 # Flood control delays, never drops: hold the rest, stop reading.
-                self.backlog = lines[i:]
+                self.held, self.held_at = data, pos
                 self.transport.pause_reading()
                 self.timer = self.server.loop.call_later(delay, self._release)
                 return
-            try:
-                if isinstance(item, LineOverflow):
-                    core.line_too_long(user, item.limit)
-                else:
-                    core.receive(user, item)
-            except Exception:
-                # A bug must cost one connection, not the server (and never a
-                # traceback to the peer).
-                log.exception("closing %s: internal error", printable(self.peer))
-                core.close_link(user, "internal server error")
+            if not self._handle(user, self.ready.pop(0)):
                 return
         if self.eof and not user.closed:
             core.disconnect(user, "Remote host closed the connection")
 
+    def _handle(self, user: User, item: bytes | LineOverflow) -> bool:
+        core = self.chat.core
+        try:
+            if isinstance(item, LineOverflow):
+                core.line_too_long(user, item.limit)
+            else:
+                core.receive(user, item)
+        except Exception:
+            # A bug must cost one connection, not the server (and never a
+            # traceback to the peer).
+            log.exception("closing %s: internal error", printable(self.peer))
+            core.close_link(user, "internal server error")
+            return False
+        return True
+
     def _release(self) -> None:
         self.timer = None
-        lines, self.backlog = self.backlog or [], None
-        self._run(lines)
-        if self.backlog is None and not self._write_paused and not self.transport.is_closing():
+        data, pos = self.held, self.held_at
+        self.held, self.held_at = b"", 0
+        self._run(data, pos)
+        if self.timer is None and not self._write_paused and not self.transport.is_closing():
             self.transport.resume_reading()
 
     def on_eof(self) -> bool | None:
         self.eof = True
         if self.user is None:
             return None
-        tail = self.splitter.feed(b"\n")  # a last line without its newline still counts
-        if self.backlog is not None:
-            self.backlog.extend(tail)
+        # A last line without its newline still counts.
+        if self.timer is not None:
+            self._hold_more(b"\n")
             return True  # keep the socket until flood control has let the lines through
-        self._run(tail)
+        self._run(b"\n")
         return True  # closed by the flush after the last replies are written
 
     def on_close(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        self.backlog = None
+        self.held, self.held_at = b"", 0
+        self.ready = []
         self.pending = None
         if self.user is not None and not self.user.closed:
             self.chat.core.disconnect(self.user, "Connection closed")

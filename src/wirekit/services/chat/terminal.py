@@ -38,6 +38,8 @@ __all__ = ["ChatOptions", "LineEditor", "run_chat", "text_width"]
 QUIT_WAIT = 2.0
 #: A server that has not completed registration by then is not an IRC server.
 REGISTER_TIMEOUT = 30.0
+#: Signals that end the client on a terminal with its mode restored (exit 128+N).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 def _char_width(ch: str) -> int:
@@ -400,6 +402,9 @@ def _read_some(fd: int) -> bytes:
 
 
 def _print(text: str) -> None:
+    if sys.stdout is None:  # started with descriptor 1 closed (now /dev/null)
+        os.write(1, text.encode("utf-8", "replace"))
+        return
     sys.stdout.write(text)
     sys.stdout.flush()
 
@@ -417,16 +422,53 @@ async def run_chat(
     ``write`` (no terminal); otherwise from stdin, on a terminal when stdin and
     stdout are both one."""
     client = ChatClient(options.nick, options.room, password=options.password)
-    if input_fd is not None or not (sys.stdin.isatty() and sys.stdout.isatty()):
-        fd = sys.stdin.fileno() if input_fd is None else input_fd
+    # Descriptors, not sys.stdin: that is None when we started with 0 closed.
+    if input_fd is not None or not (os.isatty(0) and os.isatty(1)):
+        fd = 0 if input_fd is None else input_fd
         return await _run(addr, options, client, _LineScreen(write), input_fd=fd)
     editor = LineEditor()
     tty = _TtyScreen(sys.stdout.fileno(), editor, lambda: client.prompt)
-    with raw_terminal(sys.stdin.fileno()):
+    with _stop_on_signals() as stopped:
         try:
-            return await _run(addr, options, client, tty, input_fd=None)
-        finally:
-            os.write(sys.stdout.fileno(), b"\r\x1b[K")  # the prompt goes with us
+            with raw_terminal(sys.stdin.fileno()):
+                try:
+                    return await _run(addr, options, client, tty, input_fd=None)
+                finally:
+                    os.write(sys.stdout.fileno(), b"\r\x1b[K")  # the prompt goes with us
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not stopped or task is None:
+                raise
+            task.uncancel()
+            return 128 + stopped[0]  # as if the signal had killed us, as a shell reports it
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[list[int]]:
+    """SIGTERM and SIGHUP cancel the running task, which unwinds through the
+    terminal restore; their default action would kill us with the terminal
+    still raw (no echo, no line editing). Yields the signal caught, if any."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    caught: list[int] = []
+
+    def stop(signum: int) -> None:
+        if not caught and task is not None:
+            caught.append(signum)
+            task.cancel()
+
+    installed = []
+    for signum in STOP_SIGNALS:
+        try:
+            loop.add_signal_handler(signum, stop, signum)
+        except (ValueError, RuntimeError, NotImplementedError):
+            continue  # not the main thread: nothing to install
+        installed.append(signum)
+    try:
+        yield caught
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
 
 
 async def _run(
