@@ -300,6 +300,9 @@ def test_valid_nick(nick: str, ok: bool) -> None:
         ("#a\0", False),
         ("#a\r", False),
         ("#a\n", False),
+        ("#a\x1b[2J", False),
+        ("#a\x9b2J", False),
+        ("#a\x7f", False),
         ("#ünï", True),
     ],
 )

@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 runtime error, 2 usage error, 3 could not start.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -106,5 +107,10 @@ def _fail(args: argparse.Namespace, exc: BaseException, code: int) -> int:
         logging.exception("failed")
     # The text may carry a peer's words (a close reason): escaped, so it
     # cannot drive the terminal.
-    print(f"wirekit: {printable(str(exc))}", file=sys.stderr)
+    line = f"wirekit: {printable(str(exc))}\n"
+    if sys.stderr is not None:
+        print(line, end="", file=sys.stderr)
+    else:  # started with stderr closed: descriptor 2 may still be usable, stdout is not it
+        with contextlib.suppress(OSError):
+            os.write(2, line.encode())
     return code

@@ -39,7 +39,10 @@ MAX_PARAMS = 15
 _COMMAND = re.compile(r"[A-Za-z]+|[0-9]{3}")
 _SPECIAL = r"\[\]\\^_`{|}"
 _NICK = re.compile(rf"[A-Za-z{_SPECIAL}][A-Za-z0-9{_SPECIAL}-]{{0,29}}")
-_CHANNEL = re.compile(r"#[^ ,\x07\x00\r\n:]{1,49}")
+# RFC 2812 §1.3 forbids space, comma, BEL, NUL, CR, LF and colon; every other
+# control character (ESC, C1, DEL) is refused too: a room name is shown to
+# everyone, in plain text and in IRC lines alike.
+_CHANNEL = re.compile(r"#[^ ,:\x00-\x1f\x7f-\x9f]{1,49}")
 # Terminal escapes: CSI (ESC [ ... final), OSC/DCS/PM/APC strings up to BEL or
 # ST (or the end of the text: a terminal would swallow the rest anyway), any
 # other two-byte ESC sequence, and finally a lone ESC.
@@ -243,7 +246,8 @@ def valid_nick(nick: str) -> bool:
 
 
 def valid_channel(name: str) -> bool:
-    """``#`` then 1-49 characters, none of space, comma, BEL, NUL, CR, LF, colon."""
+    """``#`` then 1-49 characters, none of space, comma, colon or a control
+    character (C0, DEL, C1)."""
     return _CHANNEL.fullmatch(name) is not None
 
 

@@ -281,8 +281,9 @@ class ChatCore:
 
     def join(self, user: User, name: str, password: str | None = None) -> Room | None:
         """Join (or create) room ``name``; None when ``user`` is in it already."""
-        # valid_channel lets ESC and the other controls through: a room name is
-        # shown to everyone (/rooms, LIST, JOIN lines), so it must be clean text.
+        # A room name is shown to everyone (/rooms, LIST, JOIN lines), so it must
+        # be clean text: valid_channel refuses control characters, sanitize_text
+        # what else it would strip (IRC formatting codes).
         if not valid_channel(name) or sanitize_text(name) != name:
             raise ChatError(
                 "403",
