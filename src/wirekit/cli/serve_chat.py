@@ -77,6 +77,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="messages per room replayed on join (default %(default)s)",
     )
     parser.add_argument(
+        "--max-rooms",
+        type=positive_int,
+        default=d.max_rooms,
+        metavar="N",
+        help="rooms on the server at once; creating one more is refused (default %(default)s)",
+    )
+    parser.add_argument(
         "--max-clients",
         type=positive_int,
         default=d.max_clients,
@@ -167,6 +174,7 @@ def _config(args: argparse.Namespace) -> ChatConfig:
             motd=motd,
             password=args.password,
             history=args.history,
+            max_rooms=args.max_rooms,
             max_clients=args.max_clients,
             max_clients_per_ip=args.max_per_ip,
             flood_rate=args.flood_rate,

@@ -145,6 +145,7 @@ def test_docs_state_the_defaults() -> None:
     args = parse()
     for option, dest in [
         ("--history N", "history"),
+        ("--max-rooms N", "max_rooms"),
         ("--max-clients N", "max_clients"),
         ("--max-per-ip N", "max_per_ip"),
         ("--flood-rate LINES", "flood_rate"),

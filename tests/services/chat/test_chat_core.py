@@ -554,3 +554,21 @@ def test_irc_history_of_a_room_not_joined_or_unknown_is_an_error() -> None:
     assert b.numerics() == ["403"]
     b.say("HISTORY")
     assert b.numerics() == ["461"]
+
+
+def test_rooms_on_the_server_at_the_limit_and_one_past_it() -> None:
+    core, _ = make(max_rooms=4)
+    a, b = irc(core, "alice"), irc(core, "bob")
+    a.say("JOIN #r1", "JOIN #r2", "JOIN #r3", "JOIN #r0")  # at the limit: all four made
+    assert a.numerics().count("JOIN") == 4
+    a.say("JOIN #r4")
+    assert a.numerics() == ["403"]
+    b.say("JOIN #r2")  # joining a room that exists still works
+    assert "JOIN" in b.numerics()
+    a.say("PART #r1", "JOIN #r4")  # #r1 is gone (empty): there is room again
+    assert "JOIN" in a.numerics()
+    p = Peer(core)
+    p.say("hi")  # a plain user: #lobby is made even with the server at its limit
+    assert "[#lobby] -- you joined #lobby (1: @guest-1)\r\n" in p.take()
+    p.say("/join #r5")
+    assert any("the server holds 4 rooms, its limit" in line for line in p.take())

@@ -5,10 +5,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_PORT", "ChatConfig"]
+__all__ = ["DEFAULT_PORT", "LOBBY", "ChatConfig"]
 
 #: IRC's own port (DESIGN §1).
 DEFAULT_PORT = 6667
+#: Where every plain user starts; it can always be made, whatever max_rooms says.
+LOBBY = "#lobby"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,10 @@ class ChatConfig:
     register_timeout: float = 60.0
     #: Rooms one user may be in.
     max_rooms_per_user: int = 50
+    #: Rooms on the server at once: with each room's history this bounds what
+    #: users can make the server keep (about 15 KiB per room with a full
+    #: history of 20, so about 30 MiB at the default).
+    max_rooms: int = 2000
     #: Entries in a room's ban list.
     max_bans: int = 50
 
@@ -52,7 +58,7 @@ class ChatConfig:
         for name in ("history", "flood_rate", "ping_interval", "ping_timeout", "register_timeout"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
-        for name in ("max_clients", "max_clients_per_ip", "flood_burst", "sendq"):
+        for name in ("max_clients", "max_clients_per_ip", "flood_burst", "sendq", "max_rooms"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not self.server_name or any(c in self.server_name for c in " \r\n\0:!@"):

@@ -22,7 +22,7 @@ from ...proto.irc import (
     valid_nick,
 )
 from . import irc_mode, plain_mode
-from .config import ChatConfig
+from .config import LOBBY, ChatConfig
 from .model import ChatError, HistoryEntry, Mode, Room, Sink, TokenBucket, User
 
 __all__ = ["TOPICLEN", "ChatCore"]
@@ -302,6 +302,14 @@ class ChatCore:
                 "405", (name,), "You have joined too many channels", f"you are in {limit} rooms"
             )
         if room is None:
+            if len(self.rooms) >= self.config.max_rooms and key != LOBBY:
+                limit = self.config.max_rooms
+                raise ChatError(
+                    "403",
+                    (name,),
+                    f"Cannot create channel: the server holds {limit} rooms, its limit",
+                    f"cannot create {name}: the server holds {limit} rooms, its limit",
+                )
             room = Room(name, key, self.config.history, self.wall())
             self.rooms[key] = room
             room.members[user] = "o"  # the creator runs the room

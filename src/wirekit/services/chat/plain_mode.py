@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ...proto.irc import sanitize_text
+from .config import LOBBY
 from .model import ChatError, Room, User
 
 if TYPE_CHECKING:
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
 
 __all__ = ["HELP", "LOBBY", "handle_line", "start"]
 
-LOBBY = "#lobby"
 HELP = (
     "* commands: /nick NAME, /join #ROOM [KEY], /part [#ROOM] [REASON], /msg NICK|#ROOM TEXT,",
     "*   /me ACTION, /who [#ROOM], /rooms, /topic [TEXT], /history [N], /quit [REASON], /help",
