@@ -237,6 +237,9 @@ def test_splitter_limit_is_512_with_crlf() -> None:
     [
         ("\x1b[31mred\x1b[0m", "red"),
         ("ding\x07", "ding"),
+        ("abc\u202edcba", "abcdcba"),
+        ("x\u2066y\u2069z", "xyz"),
+        ("keep \u200d\u00e9", "keep \u200d\u00e9"),
         ("\x1b]0;title\x07after", "after"),
         ("\x1b]0;title\x1b\\after", "after"),
         ("\x1b]0;unterminated", ""),

@@ -53,8 +53,11 @@ _ESCAPE = re.compile(
 )
 # mIRC colour: ^C, optionally foreground digits, optionally ",background".
 _COLOR = re.compile(r"\x03(?:[0-9]{1,2}(?:,[0-9]{1,2})?)?")
-# Every C0 control (tab is turned into a space first), DEL and every C1 control.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Every C0 control (tab is turned into a space first), DEL, every C1 control,
+# and the Unicode bidirectional embeddings, overrides and
+# isolates (U+202A-U+202E, U+2066-U+2069): with those a line can be shown in
+# an order other than the one it was typed in (a "Trojan Source" display).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _CASEFOLD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ[]\\~", "abcdefghijklmnopqrstuvwxyz{}|^")
 
 
@@ -229,7 +232,8 @@ def sanitize_text(text: str) -> str:
     """Makes user text safe to show on someone else's terminal.
 
     Removes terminal escape sequences whole (CSI, OSC/DCS strings, others),
-    every C0/C1 control and DEL, and also IRC formatting codes (bold ``^B``,
+    every C0/C1 control and DEL, Unicode bidi overrides and isolates, and
+    IRC formatting codes (bold ``^B``,
     colour ``^C`` with its digits, ``^O``, ``^V``, ``^]``, ``^_``): ``nc``
     users would see them as garbage and they can hide text from IRC users.
     Tabs become single spaces.
