@@ -9,7 +9,13 @@ import math
 
 from ..errors import WirekitError
 
-__all__ = ["UsageError", "non_negative_seconds", "positive_int", "positive_seconds"]
+__all__ = [
+    "UsageError",
+    "non_negative_int",
+    "non_negative_seconds",
+    "positive_int",
+    "positive_seconds",
+]
 
 
 class UsageError(WirekitError):
@@ -18,13 +24,25 @@ class UsageError(WirekitError):
 
 def positive_int(text: str) -> int:
     """A count of at least 1 (``--max-connections``, ``--max-per-ip``, ``--max-peers``)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    value = _whole(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def non_negative_int(text: str) -> int:
+    """A count where 0 means none (``--history``)."""
+    value = _whole(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
+def _whole(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
 
 
 def _seconds(text: str) -> float:

@@ -39,6 +39,7 @@ from .rawterm import (
     write_fd,
 )
 from .serve_exec import DEFAULT_PORT
+from .tlsargs import add_client_tls_arguments
 
 if TYPE_CHECKING:  # the runtime imports wait for a run: ``wirekit --help`` stays quick
     import asyncio
@@ -192,16 +193,7 @@ def add_client_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="shared token file (default: the local server's, in the config dir)",
     )
-    parser.add_argument(
-        "--accept-new",
-        action="store_true",
-        help="tls://: pin an unknown server's fingerprint without asking",
-    )
-    parser.add_argument(
-        "--known-hosts",
-        metavar="FILE",
-        help="tls://: pinned fingerprints (default known_hosts in the config dir)",
-    )
+    add_client_tls_arguments(parser)
 
 
 def run_exec(args: argparse.Namespace) -> int:

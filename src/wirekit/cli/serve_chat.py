@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..addr import Address, parse_address
-from .arguments import UsageError, non_negative_seconds, positive_int, positive_seconds
+from .arguments import (
+    UsageError,
+    non_negative_int,
+    non_negative_seconds,
+    positive_int,
+    positive_seconds,
+)
 
 if TYPE_CHECKING:
     import ssl
@@ -27,16 +33,6 @@ __all__ = ["add_arguments", "run"]
 DEFAULT_PORT = 6667
 #: A MOTD file larger than this is refused (it is sent to every client on connect).
 MAX_MOTD_BYTES = 64 * 1024
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return value
 
 
 def _rate(text: str) -> float:
@@ -71,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--history",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=d.history,
         metavar="N",
         help="messages per room replayed on join (default %(default)s)",
