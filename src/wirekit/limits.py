@@ -9,10 +9,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_LIMITS", "Limits"]
+__all__ = ["DEFAULT_LIMITS", "NETCAT_MAX_PEERS", "Limits"]
 
 KiB = 1024
 MiB = 1024 * KiB
+
+#: ``wirekit listen --keep-open``: peers served at once unless --max-peers says
+#: otherwise (here, not in services.netcat, so the CLI parser need not import it).
+NETCAT_MAX_PEERS = 64
 
 
 @dataclass(frozen=True, slots=True)

@@ -175,6 +175,39 @@ def test_serve_exec_prints_endpoint_token_and_a_command_that_works(
     assert (done.returncode, done.stdout, done.stderr) == (0, local.stdout, b"")
 
 
+#: Modules a client running one command has no use for: the server's, netcat's,
+#: and (token login, pinned certificate) the cryptography package.
+CLIENT_NEEDS_NONE_OF = ("cryptography", "wirekit.services.exec.server", "wirekit.services.netcat")
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
+def test_exec_client_loads_neither_server_code_nor_cryptography(tls: bool, tmp_path: Path) -> None:
+    """Start-up time is most of a short command's cost: the client imports what
+    it uses only (wirekit._lazy), checked in the process that ran the command."""
+    env = isolated_env(tmp_path)
+    served = Served(["--listen", "127.0.0.1:0", *(["--tls", "auto"] if tls else [])], env)
+    script = (
+        "import sys\n"
+        "from wirekit.cli import main\n"
+        "code = main(sys.argv[1:])\n"
+        f"loaded = sorted(m for m in sys.modules if m.startswith({CLIENT_NEEDS_NONE_OF!r}))\n"
+        "print(code, loaded, file=sys.stderr)\n"
+    )
+    pin = ["--accept-new", "--known-hosts", str(tmp_path / "known")] if tls else []
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", script, "exec", served.address, *pin, "--", "echo", "ran"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            env=env,
+            timeout=WAIT,
+            start_new_session=True,
+        )
+    finally:
+        assert served.stop() == 0
+    assert (done.stdout, done.stderr.decode().splitlines()[-1]) == (b"ran\n", "0 []")
+
+
 def test_serve_exec_refuses_a_public_address_without_tls(tmp_path: Path) -> None:
     env = isolated_env(tmp_path)
     done = subprocess.run(

@@ -5,11 +5,17 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..addr import Address, parse_address
-from ..services.netcat import MAX_PEERS, NetcatOptions, run_connect, run_listen
+from ..limits import NETCAT_MAX_PEERS as MAX_PEERS
 from .arguments import positive_int, positive_seconds
+
+if TYPE_CHECKING:
+    from ..services.netcat import NetcatOptions
+
+# services.netcat is imported when a netcat command runs: building the parser
+# for another command must not load it.
 
 ADDR_HELP = "tcp (HOST:PORT), udp://HOST:PORT, tls://HOST:PORT, unix:/path or [::1]:PORT"
 
@@ -74,6 +80,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _options(args: argparse.Namespace) -> NetcatOptions:
+    from ..services.netcat import NetcatOptions
+
     return NetcatOptions(
         timeout=args.timeout,
         cafile=getattr(args, "cafile", None),
@@ -88,6 +96,8 @@ def _run_connect(args: argparse.Namespace) -> int:
     addr = parse_address(args.address)
     if args.verbose:
         logging.getLogger("wirekit").setLevel(logging.INFO)
+    from ..services.netcat import run_connect
+
     run_connect(addr, _options(args))
     return 0
 
@@ -98,6 +108,8 @@ def _run_listen(args: argparse.Namespace) -> int:
     def announce(bound: Address) -> None:
         if args.verbose or (not addr.is_unix and addr.port == 0):
             print(f"wirekit: listening on {bound}", file=sys.stderr, flush=True)
+
+    from ..services.netcat import run_listen
 
     run_listen(addr, _options(args), announce=announce)
     return 0

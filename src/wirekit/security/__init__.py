@@ -13,53 +13,111 @@ Primitives only; the exec protocol decides when each one is used:
 - :mod:`.credentials`: the above as the authentication handshake uses them
   (docs/protocol.md §9); imported on its own, not re-exported here.
 
-Importing this package needs the ``cryptography`` package.
+Names are imported on first use (``wirekit._lazy``): a token client never
+loads the ``cryptography`` package, which keys and certificates need.
 """
 
-from .authorized_keys import (
-    AuthorizedKey,
-    AuthorizedKeys,
-    default_authorized_keys_path,
-    load_authorized_keys,
-    parse_authorized_keys,
-)
-from .keys import (
-    SIGNATURE_CONTEXT,
-    default_key_path,
-    fingerprint,
-    generate_keypair,
-    load_private_key,
-    public_key_line,
-    sign,
-    verify,
-    wirekit_key_path,
-)
-from .known_hosts import (
-    ChangedFingerprint,
-    HostStatus,
-    KnownHosts,
-    cert_fingerprint,
-    default_known_hosts_path,
-    fingerprint_hex,
-    normalize_hostport,
-)
-from .paths import (
-    CredentialError,
-    atomic_write,
-    config_dir,
-    locked_dir,
-    read_secret_file,
-    read_trusted_file,
-)
-from .token import (
-    MIN_TOKEN_BITS,
-    TOKEN_CONTEXT,
-    check_token,
-    check_token_proof,
-    default_token_path,
-    ensure_token,
-    load_token,
-    token_proof,
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from .authorized_keys import (
+        AuthorizedKey,
+        AuthorizedKeys,
+        default_authorized_keys_path,
+        load_authorized_keys,
+        parse_authorized_keys,
+    )
+    from .keys import (
+        SIGNATURE_CONTEXT,
+        default_key_path,
+        fingerprint,
+        generate_keypair,
+        load_private_key,
+        public_key_line,
+        sign,
+        verify,
+        wirekit_key_path,
+    )
+    from .known_hosts import (
+        ChangedFingerprint,
+        HostStatus,
+        KnownHosts,
+        cert_fingerprint,
+        default_known_hosts_path,
+        fingerprint_hex,
+        normalize_hostport,
+    )
+    from .paths import (
+        CredentialError,
+        atomic_write,
+        config_dir,
+        locked_dir,
+        read_secret_file,
+        read_trusted_file,
+    )
+    from .token import (
+        MIN_TOKEN_BITS,
+        TOKEN_CONTEXT,
+        check_token,
+        check_token_proof,
+        default_token_path,
+        ensure_token,
+        load_token,
+        token_proof,
+    )
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    globals(),
+    {
+        ".authorized_keys": (
+            "AuthorizedKey",
+            "AuthorizedKeys",
+            "default_authorized_keys_path",
+            "load_authorized_keys",
+            "parse_authorized_keys",
+        ),
+        ".keys": (
+            "SIGNATURE_CONTEXT",
+            "default_key_path",
+            "fingerprint",
+            "generate_keypair",
+            "load_private_key",
+            "public_key_line",
+            "sign",
+            "verify",
+            "wirekit_key_path",
+        ),
+        ".known_hosts": (
+            "ChangedFingerprint",
+            "HostStatus",
+            "KnownHosts",
+            "cert_fingerprint",
+            "default_known_hosts_path",
+            "fingerprint_hex",
+            "normalize_hostport",
+        ),
+        ".paths": (
+            "CredentialError",
+            "atomic_write",
+            "config_dir",
+            "locked_dir",
+            "read_secret_file",
+            "read_trusted_file",
+        ),
+        ".token": (
+            "MIN_TOKEN_BITS",
+            "TOKEN_CONTEXT",
+            "check_token",
+            "check_token_proof",
+            "default_token_path",
+            "ensure_token",
+            "load_token",
+            "token_proof",
+        ),
+    },
 )
 
 __all__ = [

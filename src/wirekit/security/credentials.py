@@ -21,8 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from typing import TYPE_CHECKING
 
 from ..errors import (
     AuthenticationFailed,
@@ -33,11 +32,16 @@ from ..errors import (
 )
 from ..neterrors import printable
 from ..proto.auth import Credential, KeyCredential, TokenCredential, key_fingerprint
-from .authorized_keys import AuthorizedKey, AuthorizedKeys, load_authorized_keys
 from .keys import default_key_path, load_private_key, sign, verify
 from .known_hosts import ChangedFingerprint, HostStatus, KnownHosts, cert_fingerprint
 from .paths import CredentialError, config_dir
 from .token import load_token, token_proof
+
+if TYPE_CHECKING:
+    from .authorized_keys import AuthorizedKey, AuthorizedKeys
+
+# authorized_keys (and the cryptography package under it) is imported by the
+# server-side code that reads the file: clients never load it.
 
 __all__ = [
     "TOKEN_FILE_ENV",
@@ -95,6 +99,8 @@ class FileVerifier:
 
     def keys(self) -> AuthorizedKeys:
         """The file's keys; re-read when its inode, size or mtime changed."""
+        from .authorized_keys import AuthorizedKeys, load_authorized_keys
+
         path = self.authorized_keys
         if path is None:
             return AuthorizedKeys()
@@ -131,6 +137,8 @@ class FileVerifier:
         return f"key {key_fingerprint(public_key)}{comment}"
 
     def verify(self, public_key: bytes, signature: bytes, message: bytes) -> bool:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
         try:
             key = Ed25519PublicKey.from_public_bytes(public_key)
         except ValueError:

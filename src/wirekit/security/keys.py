@@ -22,12 +22,18 @@ import hashlib
 import socket
 import struct
 from pathlib import Path
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING
 
 from .paths import CredentialError, atomic_write, config_dir, read_secret_file
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
+
+# ``cryptography`` is imported by the functions that use it: finding the
+# default key path, which a token client does, must not load it.
 
 __all__ = [
     "SIGNATURE_CONTEXT",
@@ -95,6 +101,9 @@ def load_private_key(path: Path | None = None) -> Ed25519PrivateKey:
             f"{path} is protected by a passphrase; wirekit needs an unencrypted key "
             "(ssh-agent is not supported yet): make a separate key with `wirekit keygen`"
         )
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     try:
         key = serialization.load_ssh_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
@@ -125,6 +134,9 @@ def generate_keypair(
                 )
     if comment is None:
         comment = f"wirekit@{socket.gethostname()}"
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     key = Ed25519PrivateKey.generate()
     private = key.private_bytes(
         serialization.Encoding.PEM,
@@ -141,6 +153,8 @@ def generate_keypair(
 
 def public_key_line(public_key: Ed25519PublicKey, comment: str = "") -> str:
     """The ``ssh-ed25519 AAAA... comment`` line of ``.pub`` and ``authorized_keys`` files."""
+    from cryptography.hazmat.primitives import serialization
+
     line = public_key.public_bytes(
         serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
     ).decode("ascii")
@@ -150,6 +164,8 @@ def public_key_line(public_key: Ed25519PublicKey, comment: str = "") -> str:
 
 def fingerprint(public_key: Ed25519PublicKey) -> str:
     """``SHA256:<base64, no padding>`` of the key, as ``ssh-keygen -l`` prints it."""
+    from cryptography.hazmat.primitives import serialization
+
     blob = public_key.public_bytes(
         serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
     )
@@ -168,6 +184,8 @@ def verify(public_key: Ed25519PublicKey, signature: bytes, message: bytes) -> bo
     Never raises on a bad or malformed signature: a verifier that can be made
     to throw is one ``except`` clause away from letting a peer in.
     """
+    from cryptography.exceptions import InvalidSignature
+
     try:
         public_key.verify(bytes(signature), SIGNATURE_CONTEXT + bytes(message))
     except (InvalidSignature, ValueError, TypeError):

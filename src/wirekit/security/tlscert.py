@@ -27,11 +27,6 @@ import ssl
 import stat
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 from .known_hosts import cert_fingerprint
 from .paths import CredentialError, atomic_write, locked_dir
 from .paths import config_dir as _config_dir
@@ -127,6 +122,11 @@ def read_certificate(path: Path) -> bytes:
         data = path.read_bytes()
     except OSError as exc:
         raise CredentialError(f"cannot read certificate {path}: {exc.strerror or exc}") from None
+    # cryptography is imported where certificates are read or made, so that a
+    # client, which needs neither, does not load it.
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
     try:
         certs = x509.load_pem_x509_certificates(data)
     except ValueError:
@@ -149,6 +149,11 @@ def _check_key_mode(path: Path) -> None:
 
 def _make_self_signed() -> tuple[bytes, bytes]:
     """A fresh ECDSA P-256 key and a self-signed certificate for it, both PEM."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     key = ec.generate_private_key(ec.SECP256R1())
     host = socket.gethostname() or "localhost"
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"wirekit {host}"[:64])])

@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..addr import Address
 from ..errors import ConnectError, WirekitError
+from ..limits import NETCAT_MAX_PEERS
 from ..neterrors import bind_error, connect_error, printable
 from ..unixsock import prepare_unix_path
 
@@ -73,7 +74,7 @@ TLS_RECV = 256 * 1024
 #: its kernel (unread data), which drops what it had not sent yet.
 TLS_CLOSE_DELAY = 0.5
 #: --keep-open: peers served at once unless --max-peers says otherwise.
-MAX_PEERS = 64
+MAX_PEERS = NETCAT_MAX_PEERS
 #: --keep-open: bytes read from one peer at a time; the buffer exists only while
 #: bytes are there to read, so an idle peer costs its thread and socket only.
 PEER_CHUNK = 64 * 1024
