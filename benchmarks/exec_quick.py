@@ -17,10 +17,9 @@ import os
 import sys
 import time
 
-from .common import split_placement, worker
+from .common import Child, split_placement, worker
 from .exec_runs import generator, proc_cpu
 from .exec_wirekit import ExecServer, config_dir
-from .common import Child
 
 MiB = 1 << 20
 
@@ -63,7 +62,12 @@ def main(argv: list[str]) -> int:
                     own0, _ = proc_cpu(pid)
                     with open(os.devnull, "wb") as out:
                         start = time.perf_counter()
-                        proc = Child(f"quick-cli-{run}", client.cli(command), placement.client_cpu, stdout=out)
+                        proc = Child(
+                            f"quick-cli-{run}",
+                            client.cli(command),
+                            placement.client_cpu,
+                            stdout=out,
+                        )
                         code, counters = proc.wait_with_io(600)
                         seconds = time.perf_counter() - start
                         proc.stop()
