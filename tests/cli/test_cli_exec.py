@@ -521,3 +521,49 @@ def test_python_m_wirekit_exec_smoke(server: Served, user: dict[str, str]) -> No
         start_new_session=True,  # no controlling terminal to ask on
     )
     assert (done.returncode, done.stdout, done.stderr) == (0, b"ok\n", b"")
+
+
+# -- a command queued by --max-sessions ------------------------------------------
+
+
+def test_a_queued_command_is_announced_on_a_terminal_only(tmp_path: Path) -> None:
+    """With the server's one session taken, the next command waits: a user at a
+    terminal is told why; a stderr that is a pipe gets the command's bytes only."""
+    env = isolated_env(tmp_path)
+    served = Served(["--listen", "127.0.0.1:0", "--max-sessions", "1"], env)
+    holder = ["sleep", "3.4375"]
+    busy = subprocess.Popen(
+        ["wirekit", "exec", served.address, "--", *holder],
+        stdin=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
+    master, slave = os.openpty()
+    try:
+        wait_for(lambda: remote_pids(holder), "the command holding the only session")
+        at_terminal = subprocess.Popen(
+            ["wirekit", "exec", served.address, "--", "echo", "ran"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=slave,
+            env=env,
+            start_new_session=True,
+        )
+        piped = wirekit_exec(env, served.address, "--", "echo", "also ran", timeout=3 * WAIT)
+        out, _ = at_terminal.communicate(timeout=3 * WAIT)
+        assert (at_terminal.returncode, out) == (0, b"ran\n")
+        assert (piped.returncode, piped.stdout, piped.stderr) == (0, b"also ran\n", b"")
+        os.set_blocking(master, False)
+        shown = os.read(master, 65536).decode()
+        assert re.fullmatch(
+            r"wirekit: queued: the server runs its maximum of commands \(--max-sessions\); "
+            r"[01] ahead of this one\r+\n",
+            shown,
+        ), shown
+        assert busy.wait(WAIT) == 0
+    finally:
+        os.close(master)
+        os.close(slave)
+        busy.kill()
+        busy.wait()
+        assert served.stop() == 0

@@ -266,6 +266,7 @@ async def _exec(
         proc = await session.start(
             command, env=dict(args.env) or None, cwd=args.cwd, timeout=args.timeout
         )
+        _tell_when_queued(proc)
         policy = InterruptPolicy()
         for fd in (0, 1):
             grow_pipe(fd)
@@ -289,6 +290,28 @@ async def _exec(
         if any(broken):
             return EXIT_BROKEN_PIPE
         return _report(ended)
+
+
+def _tell_when_queued(proc: AsyncProcess) -> None:
+    """A command queued by the server's ``--max-sessions`` starts later: say so
+    to a user at a terminal, who would otherwise wait without knowing why.
+    Not when stderr is a file or pipe, which carries the command's own stderr."""
+    try:
+        interactive = os.isatty(2)
+    except OSError:
+        interactive = False
+    if interactive:
+
+        def tell(ahead: int) -> None:
+            print(
+                f"wirekit: queued: the server runs its maximum of commands (--max-sessions); "
+                f"{ahead} ahead of this one",
+                end="\r\n",  # wirekit shell: the terminal may be in raw mode already
+                file=sys.stderr,
+                flush=True,
+            )
+
+        proc.on_queued = tell
 
 
 def _interrupt(
@@ -433,6 +456,7 @@ async def _shell(args: argparse.Namespace, addr: Address, stopper: _Stopper) -> 
         rows, cols = window_size(0)
         pty = Pty(term=os.environ.get("TERM") or "xterm-256color", rows=rows, cols=cols)
         proc = await session.start(SHELL_COMMAND, pty=pty)
+        _tell_when_queued(proc)
         async with asyncio.TaskGroup() as tasks:
 
             def resized() -> None:

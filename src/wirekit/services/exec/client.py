@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +125,9 @@ class AsyncProcess:
         self.pid: int | None = None
         #: Commands ahead of this one while the server's session limit is reached.
         self.queued: int | None = None
+        #: Called with :attr:`queued` each time the server says the command waits
+        #: (``wirekit exec`` tells a user at a terminal why nothing happens yet).
+        self.on_queued: Callable[[int], None] | None = None
         self.stdout = OutputStream(self, channel, window)
         self.stderr = OutputStream(self, channel | 1, window)
         self._credit = SendCredit(STDIN_WINDOW)
@@ -145,6 +148,8 @@ class AsyncProcess:
             self.queued = None
         elif kind is ExecQueued:
             self.queued = message.position  # type: ignore[attr-defined]
+            if self.on_queued is not None:
+                self.on_queued(self.queued)
         elif kind is ExecRefused:
             refused = CommandRefused(message.code, message.reason)  # type: ignore[attr-defined]
             self._fail(refused)
