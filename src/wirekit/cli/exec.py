@@ -296,11 +296,7 @@ def _tell_when_queued(proc: AsyncProcess) -> None:
     """A command queued by the server's ``--max-sessions`` starts later: say so
     to a user at a terminal, who would otherwise wait without knowing why.
     Not when stderr is a file or pipe, which carries the command's own stderr."""
-    try:
-        interactive = os.isatty(2)
-    except OSError:
-        interactive = False
-    if interactive:
+    if os.isatty(2):  # False for a closed descriptor too
 
         def tell(ahead: int) -> None:
             print(
