@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, cast
 
+from ..busypoll import LoopPoller, busy_poll_window
 from ..errors import ConnectionClosed, ErrorCode, LocalProtocolError
 from ..limits import DEFAULT_LIMITS, Limits
 from ..proto import (
@@ -99,6 +100,7 @@ class Connection(asyncio.BufferedProtocol):
         "_on_close",
         "_pending",
         "_pending_size",
+        "_poller",
         "_pong",
         "_pos",
         "_queued",
@@ -141,11 +143,22 @@ class Connection(asyncio.BufferedProtocol):
         self._handler: MessageHandler | None = None
         self._pending: list[bytes] | None = None  # large frames queued without copying
         self._pending_size = 0
+        self._poller: LoopPoller | None = None
         #: Free for the application (e.g. a MessageHandler's per-connection state).
         self.state: Any = None
         #: The peer's IP address ("unix" for Unix sockets), set by servers.
         self.ip = ""
         self.opened_at = self._last_activity = self._loop.time()
+
+    def set_busy_poll(self, window: float | None) -> float:
+        """Keep the event loop polling for ``window`` seconds after each send
+        or receive instead of sleeping at once (None: the default, 0: off):
+        the peer then never pays to wake this process while traffic flows
+        (:mod:`wirekit.busypoll`). For clients; off on a one-CPU machine.
+        Returns the window in effect."""
+        window = busy_poll_window(window)
+        self._poller = LoopPoller(self._loop, window) if window else None
+        return window
 
     # -- asyncio.Protocol callbacks -----------------------------------------
 
@@ -175,6 +188,8 @@ class Connection(asyncio.BufferedProtocol):
     def _received(self, events: list[Any], controls: int, nbytes: int) -> None:
         proto = self.proto
         self._last_activity = self._loop.time()
+        if self._poller is not None:
+            self._poller.poke()
         if proto.controls != controls or proto._out:
             events = self._control_events(events)
         if events:
@@ -286,8 +301,8 @@ class Connection(asyncio.BufferedProtocol):
                 self._exc = ConnectionClosed(event.code, event.reason)
             else:
                 kept.append(event)
-        if proto._out and self._transport is not None:
-            self._transport.write(proto.data_to_send())
+        if proto._out:
+            self._write_queued()  # a PONG or WINDOW, after what is queued
         if proto.state is State.CLOSED or proto.state is State.FAILED:
             self._wake_all()
             if self._transport is not None:
@@ -500,13 +515,26 @@ class Connection(asyncio.BufferedProtocol):
             self._pending = None
             self._pending_size = 0
             raise self._exc or ConnectionClosed(ErrorCode.GOING_AWAY, "connection lost")
+        if self._poller is not None:
+            self._poller.poke()
+        self._write_queued()
+
+    def _write_queued(self) -> None:
+        """Hand every queued frame to the transport, in the order written: the
+        large frames waiting in ``_pending`` first, with ``proto._out`` (queued
+        after them) behind. Writing ``proto._out`` alone would let it overtake."""
+        transport = self._transport
+        if transport is None:
+            return
+        proto = self.proto
+        pending = self._pending
         if pending:
             if proto._out:
                 pending.append(proto.data_to_send())
             self._pending = None
             self._pending_size = 0
             transport.writelines(pending)  # one writev for the whole turn
-        else:
+        elif proto._out:
             transport.write(proto.data_to_send())
 
     # -- closing -------------------------------------------------------------
@@ -543,8 +571,7 @@ class Connection(asyncio.BufferedProtocol):
             self.proto.send_error(code, reason)
         if self._exc is None:
             self._exc = ConnectionClosed(code, reason)
-        if self.proto._out:
-            transport.write(self.proto.data_to_send())
+        self._write_queued()  # the ERROR after the frames queued before it
         self._wake_all()
         self._close_transport(transport)
 
