@@ -567,3 +567,22 @@ def test_a_queued_command_is_announced_on_a_terminal_only(tmp_path: Path) -> Non
         busy.kill()
         busy.wait()
         assert served.stop() == 0
+
+
+@pytest.mark.parametrize("window", ["0", "0.002", "1"])
+def test_busy_poll_from_off_to_its_limit(
+    window: str, server: Served, as_user: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["exec", server.address, "--busy-poll", window, "-n", "--", "echo polled"]
+    assert main(argv) == 0
+    assert capfd.readouterr().out == "polled\n"
+
+
+@pytest.mark.parametrize(("window", "why"), [("1.5", "at most 1 seconds"), ("-1", "negative")])
+def test_busy_poll_past_its_limits_is_a_usage_error(
+    window: str, why: str, server: Served, as_user: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["exec", server.address, f"--busy-poll={window}", "--", "true"])
+    assert exc.value.code == 2
+    assert why in capfd.readouterr().err

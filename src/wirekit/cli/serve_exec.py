@@ -130,8 +130,8 @@ def run(args: argparse.Namespace) -> int:
 async def _serve(args: argparse.Namespace, addr: Address) -> int:
     from ..aio.secure import ServerAuth
     from ..aio.signals import stop_on_signal
+    from ..allocator import keep_freed_buffers
     from ..services.exec import ExecOptions, start_exec
-    from ..services.exec.loopio import keep_freed_buffers
     from .tlsargs import server_tls
 
     # A process-wide malloc setting (exec.md §7): the program's to make, not the

@@ -6,6 +6,7 @@ two, reading with ``recv_into`` into the buffer the FrameConnection gives
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import ssl as ssl_module
 import time
@@ -14,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ..addr import Address, parse_address
+from ..busypoll import busy_poll_window
 from ..errors import AddressError, ConnectionClosed, ErrorCode
 from ..limits import DEFAULT_LIMITS, Limits
 from ..neterrors import connect_error
@@ -54,7 +56,17 @@ class Connection:
         self._inbox: deque[Any] = deque()
         self._exc: BaseException | None = None
         self._pong = False
+        self._poll_window = 0.0  # busy polling (set_busy_poll)
+        self._poll_until = 0.0
         sock.settimeout(timeout)
+
+    def set_busy_poll(self, window: float | None) -> float:
+        """Poll the socket for ``window`` seconds after each send or receive
+        before blocking (None: the default, 0: off): the peer then never pays
+        to wake this process while traffic flows (:mod:`wirekit.busypoll`).
+        Off on a one-CPU machine. Returns the window in effect."""
+        self._poll_window = busy_poll_window(window)
+        return self._poll_window
 
     # -- sending ---------------------------------------------------------------
 
@@ -100,6 +112,8 @@ class Connection:
             self._sendall(self.proto.data_to_send())
 
     def _sendall(self, data: bytes) -> None:
+        if self._poll_window:
+            self._poll_until = time.monotonic() + self._poll_window
         try:
             self._sock.sendall(data)
         except TimeoutError:
@@ -124,6 +138,8 @@ class Connection:
             for data in buffers:
                 self._sendall(data)
             return
+        if self._poll_window:
+            self._poll_until = time.monotonic() + self._poll_window
         views = [memoryview(b) for b in buffers]
         first = 0
         while first < len(views):
@@ -173,20 +189,20 @@ class Connection:
         if self._exc is not None:
             raise self._exc.with_traceback(None)
         sock = self._sock
-        if timeout != -1.0:
-            sock.settimeout(timeout)
-        try:
-            n = sock.recv_into(self.proto.get_buffer())
-        except (TimeoutError, BlockingIOError, ssl_module.SSLWantReadError):
-            # A zero timeout makes the socket non-blocking: a poll that found
-            # nothing, which leaves the connection as usable as a timeout does.
-            wait = self.timeout if timeout == -1.0 else timeout
-            raise TimeoutError(f"no data from the peer within {wait:g} s") from None
-        except OSError as exc:
-            raise self._lost(exc) from None
-        finally:
-            if timeout != -1.0:
-                sock.settimeout(self.timeout)
+        buf = self.proto.get_buffer()
+        wait = self.timeout if timeout == -1.0 else timeout
+        n = None
+        if self._poll_window and wait != 0:
+            start = time.monotonic()
+            if start < self._poll_until:
+                until = self._poll_until if wait is None else min(self._poll_until, start + wait)
+                n = self._poll_read(sock, buf, until)
+                if n is None and wait is not None:  # the timeout counts the polling too
+                    timeout = max(0.0, wait - (time.monotonic() - start))
+        if n is None:
+            n = self._wait_read(sock, buf, timeout, wait)
+        if n and self._poll_window:
+            self._poll_until = time.monotonic() + self._poll_window
         proto = self.proto
         controls = proto.controls
         events = proto.buffer_updated(n) if n else proto.receive_eof()
@@ -217,6 +233,42 @@ class Connection:
         if self._exc is not None and not self._inbox:
             self._sock.close()
             raise self._exc.with_traceback(None)
+
+    def _wait_read(
+        self, sock: socket.socket, buf: memoryview, timeout: float | None, wait: float | None
+    ) -> int:
+        """A blocking read; ``timeout`` as for :meth:`recv`, ``wait`` what a
+        timeout error reports."""
+        if timeout != -1.0:
+            sock.settimeout(timeout)
+        try:
+            return sock.recv_into(buf)
+        except (TimeoutError, BlockingIOError, ssl_module.SSLWantReadError):
+            # A zero timeout makes the socket non-blocking: a poll that found
+            # nothing, which leaves the connection as usable as a timeout does.
+            raise TimeoutError(f"no data from the peer within {wait:g} s") from None
+        except OSError as exc:
+            raise self._lost(exc) from None
+        finally:
+            if timeout != -1.0:
+                sock.settimeout(self.timeout)
+
+    def _poll_read(self, sock: socket.socket, buf: memoryview, until: float) -> int | None:
+        """Read without sleeping until ``until`` (monotonic); None when nothing
+        came by then (the caller then blocks as usual)."""
+        sock.settimeout(0)
+        try:
+            while True:
+                try:
+                    return sock.recv_into(buf)
+                except (BlockingIOError, ssl_module.SSLWantReadError):
+                    if time.monotonic() >= until:
+                        return None
+                    os.sched_yield()  # whoever else is runnable on this CPU goes first
+                except OSError as exc:
+                    raise self._lost(exc) from None
+        finally:
+            sock.settimeout(self.timeout)
 
     def _lost(self, exc: OSError) -> ConnectionClosed:
         if self._exc is None:

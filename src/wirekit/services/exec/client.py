@@ -18,6 +18,7 @@ from typing import Any
 from ...addr import Address
 from ...aio.connection import Connection
 from ...aio.secure import secure_connect
+from ...busypoll import busy_poll_window
 from ...errors import ConnectionClosed, ErrorCode, LocalProtocolError, RemoteProtocolError
 from ...limits import DEFAULT_LIMITS, Limits
 from ...proto import DataReceived, MessageReceived, WindowUpdate
@@ -434,11 +435,16 @@ async def connect_async(
     tls: bool = False,
     limits: Limits = DEFAULT_LIMITS,
     timeout: float | None = None,
+    busy_poll: float | None = None,
     window: int = DEFAULT_OUTPUT_WINDOW,
 ) -> AsyncSession:
     """Connect to ``wirekit serve exec`` and authenticate (key or token, found
     as :func:`wirekit.aio.secure.secure_connect` finds them); ``tls://``
-    addresses pin the server's certificate."""
+    addresses pin the server's certificate. ``busy_poll`` is how long the
+    client keeps polling after traffic instead of sleeping (seconds; None:
+    :data:`wirekit.busypoll.DEFAULT_BUSY_POLL`, 0: never; exec.md §7.4).
+    """
+    busy_poll = busy_poll_window(busy_poll)  # a bad value fails before connecting
     conn = await secure_connect(
         addr,
         service="exec",
@@ -451,4 +457,5 @@ async def connect_async(
         timeout=timeout,
         message_types=EXEC_MESSAGES,
     )
+    conn.set_busy_poll(busy_poll)
     return AsyncSession(conn, window=window)

@@ -1,15 +1,13 @@
 """Event-loop plumbing of the exec server: one epoll instance for a
-connection's pipes and pidfds, and the allocator setting for its buffers
-(docs/exec.md §7)."""
+connection's pipes and pidfds (docs/exec.md §7)."""
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import select
 from collections.abc import Callable
 
-__all__ = ["FdWatcher", "keep_freed_buffers"]
+__all__ = ["FdWatcher"]
 
 
 class FdWatcher:
@@ -45,31 +43,3 @@ class FdWatcher:
             self._loop.remove_reader(self._epoll.fileno())
             self._epoll.close()
         self._callbacks.clear()
-
-
-#: glibc's mallopt parameters (malloc.h) and the values keep_freed_buffers sets.
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-TRIM_THRESHOLD = 32 * 1024 * 1024
-MMAP_THRESHOLD = 4 * 1024 * 1024
-
-
-def keep_freed_buffers() -> None:
-    """Let glibc keep freed heap memory (up to 32 MiB) instead of returning it
-    to the system at once. Output moves in buffers of up to 1 MiB; through
-    TLS each one is also encrypted into a new buffer, and with glibc's default
-    thresholds the heap top is trimmed and regrown for every one of them: a
-    page fault per 4 KiB, about half the server's CPU time (exec.md §7).
-    Process-wide and harmless elsewhere; does nothing without glibc."""
-    global _malloc_tuned
-    if _malloc_tuned:
-        return
-    _malloc_tuned = True
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return
-    mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-    mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
-
-
-_malloc_tuned = False

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ...addr import Address
+from ...busypoll import busy_poll_window
 from ...errors import ConnectionClosed, ErrorCode, LocalProtocolError, RemoteProtocolError
 from ...limits import DEFAULT_LIMITS, Limits
 from ...proto import DataReceived, MessageReceived, WindowUpdate
@@ -306,9 +307,12 @@ def connect(
     tls: bool = False,
     limits: Limits = DEFAULT_LIMITS,
     timeout: float | None = None,
+    busy_poll: float | None = None,
 ) -> Session:
     """Connect to ``wirekit serve exec`` and authenticate, blocking.
-    ``timeout`` bounds connecting and every later read or write."""
+    ``timeout`` bounds connecting and every later read or write;
+    ``busy_poll`` as for :func:`connect_async`."""
+    busy_poll = busy_poll_window(busy_poll)  # a bad value fails before connecting
     conn = secure_connect(
         addr,
         service="exec",
@@ -321,4 +325,5 @@ def connect(
         timeout=timeout,
         message_types=EXEC_MESSAGES,
     )
+    conn.set_busy_poll(busy_poll)
     return Session(conn)
