@@ -1,5 +1,5 @@
 """Busy polling: a client that keeps polling its socket for a moment after
-traffic instead of going to sleep at once (docs/exec.md §7.4).
+traffic instead of going to sleep at once (docs/exec.md §7.3).
 
 Waking a process that sleeps in ``epoll_wait`` or ``recv`` is paid for by
 the process that sends to it, inside its ``send``: on the virtual machines

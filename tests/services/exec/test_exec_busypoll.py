@@ -1,4 +1,4 @@
-"""Busy polling in the exec clients (wirekit.busypoll, exec.md §7.4), against
+"""Busy polling in the exec clients (wirekit.busypoll, exec.md §7.3), against
 a server in its own process: while a command's answer is due the client
 polls instead of sleeping, and once traffic stops it sleeps again."""
 

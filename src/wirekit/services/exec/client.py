@@ -442,7 +442,7 @@ async def connect_async(
     as :func:`wirekit.aio.secure.secure_connect` finds them); ``tls://``
     addresses pin the server's certificate. ``busy_poll`` is how long the
     client keeps polling after traffic instead of sleeping (seconds; None:
-    :data:`wirekit.busypoll.DEFAULT_BUSY_POLL`, 0: never; exec.md §7.4).
+    :data:`wirekit.busypoll.DEFAULT_BUSY_POLL`, 0: never; exec.md §7.3).
     """
     busy_poll = busy_poll_window(busy_poll)  # a bad value fails before connecting
     conn = await secure_connect(
