@@ -11,6 +11,8 @@ import sys
 import time
 from typing import Any
 
+import pytest
+
 import wirekit.exec
 from wirekit.exec import Pty
 
@@ -170,3 +172,29 @@ def test_server_shutdown_kills_running_commands(
 
     pid = arun(both())
     probe.wait_for(lambda: probe.gone(pid) and probe.group_gone(pid), timeout=5)
+
+
+def test_closing_a_session_under_a_running_command_logs_nothing(
+    arun: Any, exec_server: Any, caplog: Any
+) -> None:
+    """A process nobody waits for ends with its session: wait() raises, but no
+    "exception was never retrieved" reaches the log when it is freed."""
+    import gc
+    import logging
+
+    server = exec_server()
+
+    async def main() -> None:
+        for waited in (True, False):
+            session = await wirekit.exec.connect_async(server.addr, token_file=server.token_file)
+            proc = await session.start(["sleep", "5"])  # argv: no cwd tracking looks at it
+            await session.close()
+            if waited:
+                with pytest.raises(wirekit.ConnectionClosed, match="session closed"):
+                    await proc.wait()
+            del proc, session
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        arun(main())
+        gc.collect()
+    assert "never retrieved" not in caplog.text

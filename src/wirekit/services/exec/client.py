@@ -170,6 +170,9 @@ class AsyncProcess:
         self.stderr._end()
         if not self._exit.done():
             self._exit.set_exception(exc)
+            # Marked as seen: wait() still raises it, but a process nobody
+            # waits for (the session was closed under it) logs nothing at exit.
+            self._exit.exception()
         self._session._release(self.channel)
         self._wake_writer()
 
