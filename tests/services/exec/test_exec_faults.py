@@ -100,7 +100,7 @@ class _Forged(Message, frozen=True, tag="x\x1b[2J\nwirekit: exec: forged line"):
 
 
 def test_peer_text_in_the_exec_log_is_escaped(
-    arun: Any, exec_server: Any, caplog: pytest.LogCaptureFixture
+    arun: Any, exec_server: Any, probe: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     from wirekit.aio.secure import secure_connect
     from wirekit.errors import ConnectionClosed
@@ -120,8 +120,18 @@ def test_peer_text_in_the_exec_log_is_escaped(
             while True:
                 await conn.recv()
 
+    def messages() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "wirekit.exec"]
+
     with caplog.at_level(logging.WARNING, logger="wirekit.exec"):
         arun(main())
-    messages = [r.getMessage() for r in caplog.records if r.name == "wirekit.exec"]
-    assert any("broke the protocol" in m for m in messages), messages
+        # The protocol layer closes the connection before the service's reader
+        # wakes up and logs, in the server's thread: the client may see the
+        # close first, so wait for the line rather than expect it already.
+        probe.wait_for(
+            lambda: any("broke the protocol" in m for m in messages()),
+            timeout=5,
+            what="the protocol error in the exec log",
+        )
+    messages = messages()
     assert all(m.isprintable() for m in messages), messages
