@@ -23,7 +23,7 @@ from types import ModuleType
 from typing import Any
 
 from . import chat, connrate, execbench, idlemem, oneway, report, rtt, stream
-from .common import BENCH_DIR, ROOT, Config, SectionResult
+from .common import BENCH_DIR, ROOT, Config, SectionResult, byte_compile_wirekit
 
 SECTIONS: dict[str, ModuleType] = {
     "a": oneway,
@@ -228,6 +228,7 @@ def main(argv: list[str]) -> int:
     repeats = args.repeats if args.repeats else (1 if args.quick else 5)
     cfg = Config(quick=args.quick, repeats=repeats)
     keys = pick_sections(args.only)
+    byte_compile_wirekit()
     meta = machine_meta(cfg, keys)
     results: list[SectionResult] = []
     start = time.monotonic()

@@ -17,7 +17,7 @@ import os
 import sys
 import time
 
-from .common import Child, split_placement, worker
+from .common import Child, byte_compile_wirekit, split_placement, worker
 from .exec_runs import generator, proc_cpu
 from .exec_wirekit import ExecServer, config_dir
 
@@ -33,6 +33,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     size = args.size * MiB
     placement = split_placement()
+    byte_compile_wirekit()
     command = generator(size)
     with config_dir() as tmp:
         server = ExecServer("quick-server", placement.server_cpu, tmp, tls=args.tls)
