@@ -6,6 +6,7 @@ Every error says whose fault it is::
      ├── LocalProtocolError        you (the caller) misused the API
      ├── RemoteProtocolError       the peer broke the protocol; has .code
      │    ├── BadHello             wrong magic or version at connection start
+     │    │    └── HelloMissing    the server closed before sending any hello
      │    └── FrameTooLarge        a frame head announced more than the limit
      ├── ConnectionClosed          the connection is gone; has .code and .reason
      ├── ConnectError              could not connect (refused, unknown host, timeout)
@@ -30,6 +31,7 @@ __all__ = [
     "ConnectionClosed",
     "ErrorCode",
     "FrameTooLarge",
+    "HelloMissing",
     "ListenError",
     "LocalProtocolError",
     "RemoteProtocolError",
@@ -84,6 +86,11 @@ class RemoteProtocolError(WirekitError):
 
 class BadHello(RemoteProtocolError):
     """The connection did not start with a valid wirekit hello."""
+
+
+class HelloMissing(BadHello):
+    """The server closed the connection before sending any of its hello: often
+    a TLS server reached without TLS (the message then says so)."""
 
 
 class FrameTooLarge(RemoteProtocolError):

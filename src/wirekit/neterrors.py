@@ -6,9 +6,14 @@ import errno
 import socket
 
 from .addr import Address
-from .errors import ConnectError, ListenError
+from .errors import ConnectError, HelloMissing, ListenError
 
-__all__ = ["bind_error", "connect_error", "printable"]
+__all__ = ["bind_error", "connect_error", "hello_missing", "printable"]
+
+#: OpenSSL's reasons (ssl.SSLError.reason) when the answer is not TLS at all.
+_NOT_TLS = frozenset(
+    {"WRONG_VERSION_NUMBER", "PACKET_LENGTH_TOO_LONG", "RECORD_LAYER_FAILURE", "UNKNOWN_PROTOCOL"}
+)
 
 
 def printable(text: object) -> str:
@@ -81,10 +86,27 @@ def connect_error(addr: Address, exc: BaseException) -> ConnectError:
         text = f"cannot connect to {where}: network unreachable"
     elif isinstance(exc, OSError) and exc.errno == errno.EACCES:
         text = f"cannot connect to {where}: permission denied"
+    elif getattr(exc, "reason", None) in _NOT_TLS and not addr.is_unix:
+        # ssl.SSLError: what came back is not a TLS record.
+        text = (
+            f"cannot connect to {where}: the server does not speak TLS "
+            f"(if it is a plain wirekit server, connect to {addr.hostport()} without tls://)"
+        )
     else:
         detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         text = f"cannot connect to {where}: {detail}"
     return ConnectError(text)
+
+
+def hello_missing(addr: Address, exc: HelloMissing) -> HelloMissing:
+    """The server closed before its hello: over plain TCP, say that a TLS
+    server does exactly this to a client that does not start TLS."""
+    if addr.scheme != "tcp":
+        return exc
+    return HelloMissing(
+        f"{addr.hostport()} closed the connection before its hello "
+        f"(if it is a TLS server, connect to tls://{addr.hostport()})"
+    )
 
 
 def bind_error(addr: Address, exc: OSError) -> ListenError:

@@ -500,6 +500,14 @@ def test_tls_with_pinning_and_a_key(tmp_path: Path) -> None:
         assert fingerprint in known.read_text()
         again = wirekit_exec(env, *args, "--", "echo", "again")
         assert (again.returncode, again.stdout) == (0, b"again\n"), again.stderr
+        # The address without tls://: one line saying which address to use.
+        plain = served.address.removeprefix("tls://")
+        untold = wirekit_exec(env, plain, *args[1:], "--", "echo", "no")
+        assert (untold.returncode, untold.stdout) == (1, b"")
+        assert untold.stderr == (
+            f"wirekit: {plain} closed the connection before its hello "
+            f"(if it is a TLS server, connect to tls://{plain})\n"
+        ).encode()
         # A pin that no longer matches: refused, even with --accept-new.
         other = "SHA256:" + base64.b64encode(bytes(32)).decode().rstrip("=")
         known.write_text(known.read_text().replace(fingerprint, other))

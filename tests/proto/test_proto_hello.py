@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from wirekit.errors import BadHello, ErrorCode, LocalProtocolError
+from wirekit.errors import BadHello, ErrorCode, HelloMissing, LocalProtocolError
 from wirekit.proto import FrameConnection, HelloReceived, Ping, ProtocolViolation, Role, State
 from wirekit.proto.connection import NOT_WIREKIT_LINE
 from wirekit.proto.frames import HEAD, HELLO, encode_error, encode_frame, encode_hello
@@ -324,3 +324,23 @@ def test_end_of_stream_inside_the_hello_is_an_error(received: bytes) -> None:
     out = server.data_to_send()
     assert out.startswith(encode_hello(1 << 20, role=Role.SERVER))
     assert HEAD.unpack_from(out, 12)[1] >> 24 == 4  # an ERROR frame follows
+
+
+def test_a_client_given_no_hello_at_all_says_the_server_closed_first() -> None:
+    """Nothing from the server before its EOF (what a TLS server does to a
+    client that does not start TLS) is HelloMissing, a kind of BadHello; part
+    of a hello then EOF stays "inside a hello"."""
+    client = FrameConnection(Role.CLIENT)
+    client.data_to_send()
+    events = client.receive_eof()
+    assert len(events) == 1 and isinstance(events[0], ProtocolViolation)
+    assert isinstance(events[0].error, HelloMissing)
+    assert isinstance(events[0].error, BadHello)
+    assert str(events[0].error) == "the server closed the connection before its hello"
+    assert client.state is State.FAILED
+
+    partial = FrameConnection(Role.CLIENT)
+    partial.receive_data(b"WKIT")
+    events = partial.receive_eof()
+    assert not isinstance(events[0].error, HelloMissing)  # type: ignore[union-attr]
+    assert str(events[0].error) == "connection ended inside a hello"  # type: ignore[union-attr]

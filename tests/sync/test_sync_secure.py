@@ -4,7 +4,9 @@ thread: key and token auth, TLS pinning, refusals, timeouts."""
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,7 +16,9 @@ from typing import Any
 import pytest
 
 import wirekit
-from wirekit import AuthenticationFailed, ConnectError
+import wirekit.aio
+import wirekit.sync
+from wirekit import AuthenticationFailed, ConnectError, HelloMissing
 from wirekit.aio import Connection
 from wirekit.aio.secure import Peer, ServerAuth, secure_serve
 from wirekit.security import ChangedFingerprint, KnownHosts, generate_keypair, public_key_line
@@ -180,3 +184,75 @@ def test_slow_answer_to_the_pin_question_reconnects(
         assert conn.recv() == b"token|token"
     assert len(questions) == 1 and fingerprint in questions[0]
     assert KnownHosts().lookup(address.hostport()) == fingerprint
+
+
+def test_plain_client_at_a_tls_server_is_told_to_use_tls(server: Any, tmp_path: Path) -> None:
+    """A TLS server closes on a client that does not start TLS: the client
+    says so in one line, with the address to use, blocking and asyncio alike."""
+    token = token_file(tmp_path / "tok")
+    cert, cert_key, _ = auto_certificate()
+    context, _ = load_certificate(cert, cert_key)
+    address = server(auth=ServerAuth(token=token.read_bytes(), failure_delay=0.05), ssl=context)
+    hint = f"connect to tls://{address.hostport()}"
+    with pytest.raises(HelloMissing) as info:
+        secure_connect(address.hostport(), service="exec", token_file=token, timeout=5)
+    assert str(info.value) == (
+        f"{address.hostport()} closed the connection before its hello (if it is a TLS server, "
+        f"{hint})"
+    )
+    with pytest.raises(HelloMissing, match=re.escape(hint)):
+        wirekit.sync.connect(address.hostport(), timeout=5)
+
+    async def plain() -> None:
+        async with wirekit.aio.connect(address.hostport(), timeout=5):
+            pass
+
+    with pytest.raises(HelloMissing, match=re.escape(hint)):
+        wirekit.run(plain())
+    # The same address over TLS works.
+    tls = f"tls://{address.hostport()}"
+    with secure_connect(tls, service="exec", token_file=token, accept_new=True, timeout=5) as c:
+        assert c.recv() == b"token|token"
+
+
+def test_tls_client_at_a_plain_server_is_told_to_drop_tls(server: Any, tmp_path: Path) -> None:
+    token = token_file(tmp_path / "tok")
+    address = server(auth=ServerAuth(token=token.read_bytes(), failure_delay=0.05))
+    tls = f"tls://{address.hostport()}"
+    expected = (
+        f"cannot connect to {address.hostport()}: the server does not speak TLS (if it is a "
+        f"plain wirekit server, connect to {address.hostport()} without tls://)"
+    )
+    with pytest.raises(ConnectError) as info:
+        secure_connect(tls, service="exec", token_file=token, accept_new=True, timeout=5)
+    assert str(info.value) == expected
+
+    async def over_tls() -> None:
+        async with wirekit.aio.connect(tls, timeout=5):
+            pass
+
+    with pytest.raises(ConnectError) as info:
+        wirekit.run(over_tls())
+    assert str(info.value) == expected
+
+
+def test_a_server_closing_before_its_hello_over_unix_gets_no_tls_hint(tmp_path: Path) -> None:
+    path = tmp_path / "s.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen()
+
+    def close_at_once() -> None:
+        conn, _ = listener.accept()
+        conn.recv(64)  # the client's hello, read: closing then sends EOF, not a reset
+        conn.close()
+
+    closer = threading.Thread(target=close_at_once)
+    closer.start()
+    try:
+        with pytest.raises(HelloMissing) as info:
+            wirekit.sync.connect(f"unix:{path}", timeout=5)
+    finally:
+        closer.join(5)
+        listener.close()
+    assert str(info.value) == "the server closed the connection before its hello"

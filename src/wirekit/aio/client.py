@@ -8,9 +8,9 @@ from collections.abc import Generator, Iterable
 from typing import Any
 
 from ..addr import Address, parse_address
-from ..errors import AddressError
+from ..errors import AddressError, HelloMissing
 from ..limits import DEFAULT_LIMITS, Limits
-from ..neterrors import connect_error
+from ..neterrors import connect_error, hello_missing
 from ..proto import FrameConnection, Message, MessageCodec, Role
 from .connection import Connection
 
@@ -116,5 +116,7 @@ async def _open(
             raise connect_error(address, TimeoutError(f"no answer within {timeout:g} s")) from None
         if isinstance(exc, OSError):
             raise connect_error(address, exc) from None
+        if isinstance(exc, HelloMissing):
+            raise hello_missing(address, exc) from None
         raise
     return conn

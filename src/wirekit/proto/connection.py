@@ -27,6 +27,7 @@ from ..errors import (
     ConnectionClosed,
     ErrorCode,
     FrameTooLarge,
+    HelloMissing,
     LocalProtocolError,
     RemoteProtocolError,
 )
@@ -383,6 +384,9 @@ class FrameConnection:
                     self._not_wirekit(buffered[:16], events, eof=True)
                     return events
             unfinished = self._parts is not None or self._target is not None
+            if self.role is Role.CLIENT and self.peer_max_frame_size is None and not self._buf:
+                error = HelloMissing("the server closed the connection before its hello")
+                return self._fail(error)
             if self._buf or unfinished or self.state is State.HELLO:
                 what = "hello" if self.peer_max_frame_size is None else "frame"
                 return self._fail(RemoteProtocolError(f"connection ended inside a {what}"))

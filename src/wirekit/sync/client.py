@@ -16,9 +16,9 @@ from typing import Any
 
 from ..addr import Address, parse_address
 from ..busypoll import busy_poll_window
-from ..errors import AddressError, ConnectionClosed, ErrorCode
+from ..errors import AddressError, ConnectionClosed, ErrorCode, HelloMissing
 from ..limits import DEFAULT_LIMITS, Limits
-from ..neterrors import connect_error
+from ..neterrors import connect_error, hello_missing
 from ..proto import (
     CloseReceived,
     ErrorReceived,
@@ -370,6 +370,9 @@ def connect(
     except TimeoutError:
         sock.close()  # the same error as the asyncio connect()
         raise connect_error(address, TimeoutError(f"no answer within {opening:g} s")) from None
+    except HelloMissing as exc:
+        sock.close()
+        raise hello_missing(address, exc) from None
     except BaseException:
         sock.close()
         raise
