@@ -254,7 +254,6 @@ def byte_compile_wirekit() -> None:
         compileall.compile_dir(directory, quiet=1)
 
 
-
 def _child_env() -> dict[str, str]:
     env = dict(os.environ)
     paths = [str(ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
