@@ -11,6 +11,7 @@ from ..addr import Address, parse_address
 from ..errors import AddressError, HelloMissing
 from ..limits import DEFAULT_LIMITS, Limits
 from ..neterrors import connect_error, hello_missing
+from ..pacing import unpace_peer
 from ..proto import FrameConnection, Message, MessageCodec, Role
 from .connection import Connection
 
@@ -108,6 +109,7 @@ async def _open(
                     server_hostname=(server_hostname or address.host) if ssl else None,
                     ssl_handshake_timeout=tls_timeout,
                 )
+                unpace_peer(conn.get_extra_info("socket"))  # wirekit.pacing
             await conn.wait_handshake()
     except BaseException as exc:
         if conn is not None and conn._transport is not None:

@@ -20,6 +20,7 @@ from ..addr import Address
 from ..errors import ListenError
 from ..limits import DEFAULT_LIMITS, Limits
 from ..neterrors import bind_error, printable
+from ..pacing import is_loopback, unpace, unpace_listener
 from ..unixsock import prepare_unix_path, unlink_socket
 from .listening import Admission, accept_backlog, peer_ip
 
@@ -54,6 +55,8 @@ class RawStream(asyncio.Protocol):
             return
         self.admitted = True
         self.server.streams.add(self)
+        if self.server._unpace_each and isinstance(self.peer, tuple) and is_loopback(self.peer[0]):
+            unpace(transport.get_extra_info("socket"))
         self.transport.set_write_buffer_limits(high=self.server.limits.write_high_water)
         self.on_open()
 
@@ -121,6 +124,7 @@ class RawServer:
         self._servers: list[asyncio.AbstractServer] = []
         self._datagrams: list[asyncio.BaseTransport] = []
         self._unix_paths: list[str] = []
+        self._unpace_each = False  # wirekit.pacing: a wildcard listener's loopback peers
         self._sweeper: asyncio.Task[None] | None = None
         self.loop = asyncio.get_running_loop()
 
@@ -161,6 +165,9 @@ class RawServer:
                         backlog=accept_backlog(loop),
                     )
                     bound = addr.with_port(server.sockets[0].getsockname()[1])
+                    # Loopback connections do not pace (wirekit.pacing).
+                    if True in [unpace_listener(s) for s in server.sockets]:
+                        self._unpace_each = True
                 self._servers.append(server)
         except OSError as exc:
             raise bind_error(addr, exc) from None

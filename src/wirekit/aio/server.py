@@ -18,6 +18,7 @@ from ..addr import Address, parse_address
 from ..errors import ConnectionClosed, ErrorCode, ListenError, RemoteProtocolError
 from ..limits import DEFAULT_LIMITS, Limits
 from ..neterrors import bind_error
+from ..pacing import is_loopback, unpace, unpace_listener
 from ..proto import FrameConnection, Message, MessageCodec, Role, State
 from ..unixsock import prepare_unix_path, unlink_socket
 from .connection import Connection, MessageHandler
@@ -61,6 +62,7 @@ class Server:
         self._sweeper: asyncio.Task[None] | None = None
         self._closing = False
         self.total_accepted = 0
+        self._unpace_each = False  # wirekit.pacing: a wildcard listener's loopback peers
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -99,6 +101,8 @@ class Server:
         if not addr.is_unix:
             sockname = self._server.sockets[0].getsockname()
             self.address = addr.with_port(sockname[1])
+            # Loopback connections do not pace (wirekit.pacing).
+            self._unpace_each = True in [unpace_listener(s) for s in self._server.sockets]
         self._sweeper = loop.create_task(self._sweep())
 
     async def __aenter__(self) -> Server:
@@ -186,6 +190,8 @@ class Server:
             conn.abort(ErrorCode.TOO_MANY_CONNECTIONS, refusal)
             return False
         self._connections.add(conn)
+        if self._unpace_each and is_loopback(conn.ip):
+            unpace(conn.get_extra_info("socket"))
         return True
 
     def _start_handler(self, conn: Connection) -> None:

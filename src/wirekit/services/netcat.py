@@ -55,6 +55,7 @@ from ..addr import Address
 from ..errors import ConnectError, WirekitError
 from ..limits import NETCAT_MAX_PEERS
 from ..neterrors import bind_error, connect_error, printable
+from ..pacing import unpace_peer
 from ..unixsock import prepare_unix_path
 
 if TYPE_CHECKING:
@@ -271,6 +272,7 @@ def open_stream(addr: Address, options: NetcatOptions) -> socket.socket | TLSStr
         else:
             sock = socket.create_connection((addr.host, addr.port), timeout=options.timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            unpace_peer(sock)
     except OSError as exc:
         raise connect_error(addr, exc) from None
     if addr.scheme == "tls":
@@ -789,6 +791,7 @@ def _listen_once(listener: socket.socket, options: NetcatOptions, stdin: int, st
     with peer:
         if peer.family != socket.AF_UNIX:
             peer.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            unpace_peer(peer)
         shuttle(peer, options, stdin, stdout)
 
 
@@ -850,6 +853,7 @@ class _Hub:
         if sock.family != socket.AF_UNIX:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            unpace_peer(sock)
         thread = threading.Thread(target=self.serve_peer, args=(peer,), daemon=True)
         try:
             thread.start()

@@ -19,6 +19,7 @@ from ..busypoll import busy_poll_window
 from ..errors import AddressError, ConnectionClosed, ErrorCode, HelloMissing
 from ..limits import DEFAULT_LIMITS, Limits
 from ..neterrors import connect_error, hello_missing
+from ..pacing import unpace_peer
 from ..proto import (
     CloseReceived,
     ErrorReceived,
@@ -355,6 +356,7 @@ def connect(
         else:
             sock = socket.create_connection((address.host, address.port), timeout=opening)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            unpace_peer(sock)  # wirekit.pacing
         if address.scheme == "tls" or ssl is not None:
             ctx = ssl or ssl_module.create_default_context()
             sock = ctx.wrap_socket(sock, server_hostname=server_hostname or address.host)

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from ...addr import Address
 from ...errors import WirekitError
 from ...neterrors import connect_error
+from ...pacing import unpace_peer
 from .client import ChatClient
 
 __all__ = ["ChatOptions", "LineEditor", "run_chat", "text_width"]
@@ -260,6 +261,7 @@ class _ChatSession(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        unpace_peer(transport.get_extra_info("socket"))  # wirekit.pacing
         self.client.start()
         self.flush()
 
