@@ -147,6 +147,23 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def _congestion() -> str:
+    """The system's TCP congestion control and lo's qdisc, and what wirekit's
+    loopback connections use (wirekit.pacing): BBR without fq paces senders."""
+    try:
+        system = Path("/proc/sys/net/ipv4/tcp_congestion_control").read_text().strip()
+    except OSError:
+        return "unknown"
+    qdisc = subprocess.run(["tc", "qdisc", "show", "dev", "lo"], capture_output=True, text=True)
+    lo = qdisc.stdout.split()[1] if qdisc.returncode == 0 and qdisc.stdout.split() else "?"
+    choice = os.environ.get("WIREKIT_LOOPBACK_CONGESTION", "").strip()
+    if choice == "system" or (not choice and not system.startswith("bbr")):
+        ours = "the system's"
+    else:
+        ours = choice or "cubic (the system's paces)"
+    return f"{system} (qdisc on lo: {lo}); the reference tools use it; wirekit on loopback: {ours}"
+
+
 def machine_meta(cfg: Config, keys: list[str]) -> dict[str, Any]:
     return {
         "command": " ".join(["python -m benchmarks", *sys.argv[1:]]),
@@ -156,6 +173,7 @@ def machine_meta(cfg: Config, keys: list[str]) -> dict[str, Any]:
         "sections": ",".join(keys),
         "CPU": f"{_cpu_model()}, {os.cpu_count()} logical CPUs",
         "kernel": platform.release(),
+        "TCP congestion control": _congestion(),
         "Python": platform.python_version(),
         "wirekit": _version("wirekit"),
         "wirekit source": _source_state(),
