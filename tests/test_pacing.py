@@ -210,6 +210,31 @@ def test_a_framed_connection_over_loopback_gets_the_choice_at_both_ends(
     assert listener == ("reno" if host == "127.0.0.1" else SYSTEM)
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1", "[::1]"])
+def test_a_tls_connection_over_loopback_gets_the_choice_at_both_ends(
+    choose: Any, arun: Any, tls: Any, host: str
+) -> None:
+    choose("reno")
+
+    async def main() -> tuple[str | None, str | None]:
+        server_ctx = tls.server_context()
+        async with wirekit.serve(_echo, f"{host}:0", ssl=server_ctx) as server:
+            port = server.address.port
+            conn = await wirekit.connect(f"tls://{host}:{port}", ssl=tls.client_context())
+            try:
+                await conn.send(b"ping")
+                assert await conn.recv() == b"ping"
+                (accepted,) = server._connections
+                return (
+                    pacing.current(accepted.get_extra_info("socket")),
+                    pacing.current(conn.get_extra_info("socket")),
+                )
+            finally:
+                await conn.close()
+
+    assert arun(main()) == ("reno", "reno")
+
+
 def test_the_blocking_client_gets_the_choice(choose: Any, arun: Any) -> None:
     choose("reno")
 
