@@ -33,7 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
         "and a chat server for nc, telnet and IRC clients.",
         epilog="Addresses: HOST:PORT, :PORT, tcp://HOST:PORT, udp://HOST:PORT, "
         "tls://HOST:PORT, unix:/path, [::1]:PORT. Servers bind 127.0.0.1 unless told "
-        "otherwise; port 0 picks a free port. Environment: WIREKIT_DEBUG=1 is --debug.",
+        "otherwise; port 0 picks a free port. Environment: WIREKIT_DEBUG=1 is --debug; "
+        "WIREKIT_LOOPBACK_CONGESTION=system keeps the system's TCP congestion control on "
+        "loopback connections (by default a pacing BBR is replaced by cubic there).",
     )
     parser.add_argument("--version", action="version", version=f"wirekit {__version__}")
     parser.add_argument(
