@@ -32,7 +32,15 @@ import os
 import socket
 from typing import Any, Final
 
-__all__ = ["ENV", "current", "is_loopback", "unpace", "unpace_listener", "unpace_peer"]
+__all__ = [
+    "ENV",
+    "current",
+    "is_loopback",
+    "unpace",
+    "unpace_listener",
+    "unpace_listeners",
+    "unpace_peer",
+]
 
 #: The environment variable that overrides the choice.
 ENV: Final = "WIREKIT_LOOPBACK_CONGESTION"
@@ -93,10 +101,8 @@ def unpace(sock: Any) -> str | None:
     choices, always = _config()
     if not choices:
         return None
-    if not always:
-        name = current(sock)
-        if name is None or not name.startswith("bbr"):
-            return None
+    if not always and not _paces(sock):
+        return None
     for choice in choices:
         try:
             sock.setsockopt(socket.IPPROTO_TCP, _TCP_CONGESTION, choice)
@@ -149,7 +155,16 @@ def unpace_listener(sock: Any) -> bool:
     choices, always = _config()
     if not choices:
         return False
-    if always:
-        return True
+    return always or _paces(sock)
+
+
+def unpace_listeners(socks: Any) -> bool:
+    """:func:`unpace_listener` each of a server's listening sockets; True when
+    any of them needs its accepted connections looked at one by one."""
+    return True in [unpace_listener(sock) for sock in socks]
+
+
+def _paces(sock: Any) -> bool:
+    """Whether ``sock``'s congestion control is one that paces (a BBR)."""
     name = current(sock)
     return name is not None and name.startswith("bbr")

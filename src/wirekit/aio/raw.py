@@ -20,7 +20,7 @@ from ..addr import Address
 from ..errors import ListenError
 from ..limits import DEFAULT_LIMITS, Limits
 from ..neterrors import bind_error, printable
-from ..pacing import is_loopback, unpace, unpace_listener
+from ..pacing import is_loopback, unpace, unpace_listeners
 from ..unixsock import prepare_unix_path, unlink_socket
 from .listening import Admission, accept_backlog, peer_ip
 
@@ -166,7 +166,7 @@ class RawServer:
                     )
                     bound = addr.with_port(server.sockets[0].getsockname()[1])
                     # Loopback connections do not pace (wirekit.pacing).
-                    if True in [unpace_listener(s) for s in server.sockets]:
+                    if unpace_listeners(server.sockets):
                         self._unpace_each = True
                 self._servers.append(server)
         except OSError as exc:

@@ -18,7 +18,7 @@ from ..addr import Address, parse_address
 from ..errors import ConnectionClosed, ErrorCode, ListenError, RemoteProtocolError
 from ..limits import DEFAULT_LIMITS, Limits
 from ..neterrors import bind_error
-from ..pacing import is_loopback, unpace, unpace_listener
+from ..pacing import is_loopback, unpace, unpace_listeners
 from ..proto import FrameConnection, Message, MessageCodec, Role, State
 from ..unixsock import prepare_unix_path, unlink_socket
 from .connection import Connection, MessageHandler
@@ -102,7 +102,7 @@ class Server:
             sockname = self._server.sockets[0].getsockname()
             self.address = addr.with_port(sockname[1])
             # Loopback connections do not pace (wirekit.pacing).
-            self._unpace_each = True in [unpace_listener(s) for s in self._server.sockets]
+            self._unpace_each = unpace_listeners(self._server.sockets)
         self._sweeper = loop.create_task(self._sweep())
 
     async def __aenter__(self) -> Server:
